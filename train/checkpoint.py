@@ -1,0 +1,61 @@
+"""Checkpoints: written atomically, loaded for resuming or for inference.
+
+A checkpoint is one `torch.save` file holding the family, preset and full model config (so it
+rebuilds without flags), every network's weights, the optimizers, the step, all RNG states and
+the training data's provenance. It is written to a temporary file in the same folder, flushed
+and fsynced, then renamed over the old one, so a crash never leaves a half-written checkpoint.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+
+from .models import FAMILIES, VideoGAN, build_from_config, make_config
+
+FORMAT_VERSION = 1
+
+
+def atomic_torch_save(obj, path: str | Path) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def read_checkpoint(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as error:
+        raise ValueError(f"{path} is not a readable videogan checkpoint: {error}") from error
+    if not isinstance(state, dict) or state.get("family") not in FAMILIES or "model" not in state:
+        raise ValueError(f"{path} is not a videogan checkpoint (no family/model entries)")
+    return state
+
+
+def model_from_checkpoint(state: dict) -> VideoGAN:
+    config = make_config(state["family"], state["preset"], **state["config"])
+    model = build_from_config(state["family"], state["preset"], config)
+    model.load_state_dict(state["model"])
+    return model
+
+
+def load_for_inference(path: str | Path) -> tuple[VideoGAN, dict]:
+    """→ (model in eval mode with spectral norm baked in, metadata without the weights)."""
+    state = read_checkpoint(path)
+    model = model_from_checkpoint(state).for_inference()
+    meta = {k: v for k, v in state.items() if k not in ("model", "optimizers", "rng")}
+    return model, meta

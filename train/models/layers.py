@@ -1,0 +1,213 @@
+"""Small layers shared by the three systems (G3AN, EncGAN3, AVLAE).
+
+- spectral norm on/off and its removal for export,
+- the official G3AN initialisation (notes §1.1: N(0, 0.02) for Conv, N(1, 0.02) for BatchNorm
+  weights, PyTorch's default for transposed convs),
+- factorised transposed spatio-temporal convolutions ((1+2)D, (2+1)D, 3D; G3AN §3.1),
+- factorised spatio-temporal self-attention F-SA (G3AN §3.1, Fig. 4),
+- a leaky-ReLU MLP (AVLAE §4.1 mapping networks and latent discriminators).
+
+Every module takes its random numbers as inputs: nothing is sampled inside a forward pass,
+so each network traces to a deterministic ONNX graph.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn.utils import parametrize
+from torch.nn.utils.parametrizations import spectral_norm as _spectral_norm
+
+
+def sn(module: nn.Module, enabled: bool = True) -> nn.Module:
+    """Wraps a conv/linear in spectral normalisation (as every G3AN conv is) when enabled."""
+    return _spectral_norm(module) if enabled else module
+
+
+def remove_spectral_norm(model: nn.Module) -> nn.Module:
+    """Bakes spectral normalisation into plain weights, in place (for inference and export).
+
+    In eval mode the parametrisation reuses its stored singular vectors, so the baked weight
+    equals what the network computed in eval mode; the result has no power iteration left.
+    """
+    for module in model.modules():
+        if parametrize.is_parametrized(module, "weight"):
+            parametrize.remove_parametrizations(module, "weight", leave_parametrized=True)
+    return model
+
+
+def _weight_to_init(module: nn.Module) -> torch.Tensor:
+    if parametrize.is_parametrized(module, "weight"):
+        return module.parametrizations.weight.original
+    return module.weight
+
+
+@torch.no_grad()
+def init_official(model: nn.Module) -> None:
+    """Initialisation of the public G3AN code: N(0, 0.02) for Conv2d/Conv3d/Linear weights,
+    N(1, 0.02) / 0 for BatchNorm; transposed convs keep PyTorch's default (they are not
+    subclasses of ConvNd in PyTorch, which the official code relies on without saying so)."""
+    for module in model.modules():
+        if isinstance(module, (nn.Conv2d, nn.Conv3d, nn.Linear)):
+            _weight_to_init(module).normal_(0.0, 0.02)
+        elif isinstance(module, (nn.BatchNorm2d, nn.BatchNorm3d, nn.BatchNorm1d)):
+            module.weight.normal_(1.0, 0.02)
+            module.bias.zero_()
+
+
+def count_parameters(module: nn.Module | None) -> int:
+    """Trainable parameters (spectral-norm vectors and BN running stats are buffers)."""
+    if module is None:
+        return 0
+    return sum(p.numel() for p in module.parameters() if p.requires_grad)
+
+
+def upconv_bn_relu(cin: int, cout: int, kernel, stride, padding, spectral: bool = True) -> list[nn.Module]:
+    """Spectral-normed ConvTranspose3d (bias on) → BatchNorm3d → ReLU, the G3AN unit."""
+    return [
+        sn(nn.ConvTranspose3d(cin, cout, kernel, stride, padding), spectral),
+        nn.BatchNorm3d(cout),
+        nn.ReLU(inplace=True),
+    ]
+
+
+VIDEO_CONVS = ("1p2d", "2p1d", "3d")
+
+
+def transposed_video_conv(cin: int, cout: int, ks: int, kt: int, ss: int, st: int, ps: int, pt: int,
+                          mode: str = "1p2d", spectral: bool = True) -> nn.Sequential:
+    """Transposed spatio-temporal convolution of the video stream (G3AN §3.1, Table 4).
+
+    ``1p2d`` (paper default): temporal (kt,1,1) then spatial (1,ks,ks), each + BN + ReLU.
+    ``2p1d``: spatial first, then temporal. ``3d``: one (kt,ks,ks) kernel.
+    Channel widths follow the official code (no mid-channel expansion): the paper says the three
+    variants were given "nearly the same" parameter counts, but not how, so we do not guess.
+    """
+    temporal = ((kt, 1, 1), (st, 1, 1), (pt, 0, 0))
+    spatial = ((1, ks, ks), (1, ss, ss), (0, ps, ps))
+    if mode == "1p2d":
+        layers = upconv_bn_relu(cin, cout, *temporal, spectral) + upconv_bn_relu(cout, cout, *spatial, spectral)
+    elif mode == "2p1d":
+        layers = upconv_bn_relu(cin, cout, *spatial, spectral) + upconv_bn_relu(cout, cout, *temporal, spectral)
+    elif mode == "3d":
+        layers = upconv_bn_relu(cin, cout, (kt, ks, ks), (st, ss, ss), (pt, ps, ps), spectral)
+    else:
+        raise ValueError(f"video convolution must be one of {VIDEO_CONVS}, got {mode!r}")
+    return nn.Sequential(*layers)
+
+
+class _SelfAttention1x1(nn.Module):
+    """q, k (C → C/8) and v (C → C) 1×1×1 convs with a zero-initialised residual gain (SAGAN)."""
+
+    def __init__(self, channels: int, spectral: bool = True):
+        super().__init__()
+        self.query = sn(nn.Conv3d(channels, channels // 8, 1), spectral)
+        self.key = sn(nn.Conv3d(channels, channels // 8, 1), spectral)
+        self.value = sn(nn.Conv3d(channels, channels, 1), spectral)
+        self.gamma = nn.Parameter(torch.zeros(1))
+
+    @staticmethod
+    def _attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """q, k: [N, L, C/8]; v: [N, L, C] → softmax(q kᵀ) v: [N, L, C] (softmax over keys)."""
+        scores = torch.bmm(q, k.transpose(1, 2))
+        return torch.bmm(torch.softmax(scores, dim=-1), v)
+
+
+class TemporalSelfAttention(_SelfAttention1x1):
+    """T-SA: at each (b, h, w), attention over the T time steps (a T×T softmax)."""
+
+    def __init__(self, channels: int, spectral: bool = True, official_view_quirk: bool = False):
+        super().__init__(channels, spectral)
+        self.official_view_quirk = official_view_quirk
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, t, h, w = x.shape
+
+        def per_position(y):  # [B, C', T, H, W] → [B·H·W, T, C']
+            return y.permute(0, 3, 4, 2, 1).reshape(b * h * w, t, y.shape[1])
+
+        out = self._attend(per_position(self.query(x)), per_position(self.key(x)), per_position(self.value(x)))
+        if self.official_view_quirk:
+            # The released code reads each position's (T, C) block back as (C, T).
+            out = out.reshape(b, h, w, c, t).permute(0, 3, 4, 1, 2)
+        else:
+            out = out.reshape(b, h, w, t, c).permute(0, 4, 3, 1, 2)
+        return self.gamma * out + x
+
+
+class SpatialSelfAttention(_SelfAttention1x1):
+    """S-SA: in each frame, attention over the H·W positions (an HW×HW softmax)."""
+
+    def __init__(self, channels: int, spectral: bool = True, official_view_quirk: bool = False):
+        super().__init__(channels, spectral)
+        self.official_view_quirk = official_view_quirk
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, t, h, w = x.shape
+
+        def per_frame(y):  # [B, C', T, H, W] → [B·T, H·W, C']
+            return y.permute(0, 2, 3, 4, 1).reshape(b * t, h * w, y.shape[1])
+
+        out = self._attend(per_frame(self.query(x)), per_frame(self.key(x)), per_frame(self.value(x)))
+        if self.official_view_quirk:
+            # The released code views the [B·T, HW, C] result as (B, H, W, C, T): it mixes
+            # time, space and channels. Kept only to load and match the released weights.
+            out = out.reshape(b, h, w, c, t).permute(0, 3, 4, 1, 2)
+        else:
+            out = out.reshape(b, t, h, w, c).permute(0, 4, 1, 2, 3)
+        return self.gamma * out + x
+
+
+class FactorizedSelfAttention(nn.Module):
+    """F-SA (G3AN §3.1, Fig. 4): temporal-wise SA followed by spatial-wise SA."""
+
+    def __init__(self, channels: int, spectral: bool = True, official_view_quirk: bool = False):
+        super().__init__()
+        self.temporal = TemporalSelfAttention(channels, spectral, official_view_quirk)
+        self.spatial = SpatialSelfAttention(channels, spectral, official_view_quirk)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.spatial(self.temporal(x))
+
+
+def leaky_mlp(dims: list[int], last_activation: bool = False, slope: float = 0.2,
+              spectral: bool = False) -> nn.Sequential:
+    """Stacked Linear layers with LeakyReLU between them (and after the last if asked)."""
+    layers: list[nn.Module] = []
+    for i, (din, dout) in enumerate(zip(dims[:-1], dims[1:])):
+        layers.append(sn(nn.Linear(din, dout), spectral))
+        if i < len(dims) - 2 or last_activation:
+            layers.append(nn.LeakyReLU(slope, inplace=True))
+    return nn.Sequential(*layers)
+
+
+def conv_lrelu(conv: nn.Module, spectral: bool = True, slope: float = 0.2) -> list[nn.Module]:
+    return [sn(conv, spectral), nn.LeakyReLU(slope, inplace=True)]
+
+
+def image_conv_trunk(in_channels: int, widths: list[int], spectral: bool = True,
+                     batch_norm: bool = False) -> nn.Sequential:
+    """Conv2d k4 s2 p1 stages (each halves H and W), LeakyReLU(0.2), optional BatchNorm."""
+    layers: list[nn.Module] = []
+    cin = in_channels
+    for cout in widths:
+        layers.append(sn(nn.Conv2d(cin, cout, 4, 2, 1), spectral))
+        if batch_norm:
+            layers.append(nn.BatchNorm2d(cout))
+        layers.append(nn.LeakyReLU(0.2, inplace=True))
+        cin = cout
+    return nn.Sequential(*layers)
+
+
+def video_conv_2p1d_trunk(in_channels: int, widths: list[int], spatial_only: int = 0,
+                          spectral: bool = True) -> nn.Sequential:
+    """The official G3AN video discriminator body: per stage a (1,4,4) s(1,2,2) conv then a
+    (4,1,1) conv, each + LeakyReLU(0.2). ``spatial_only`` leading stages skip the temporal conv
+    (used at 128×128 so that time still shrinks 16 → 4 over the four full stages)."""
+    layers: list[nn.Module] = []
+    cin = in_channels
+    for i, cout in enumerate(widths):
+        layers += conv_lrelu(nn.Conv3d(cin, cout, (1, 4, 4), (1, 2, 2), (0, 1, 1)), spectral)
+        if i >= spatial_only:
+            layers += conv_lrelu(nn.Conv3d(cout, cout, (4, 1, 1), 1, 0), spectral)
+        cin = cout
+    return nn.Sequential(*layers)
