@@ -59,3 +59,25 @@ def load_for_inference(path: str | Path) -> tuple[VideoGAN, dict]:
     model = model_from_checkpoint(state).for_inference()
     meta = {k: v for k, v in state.items() if k not in ("model", "optimizers", "rng")}
     return model, meta
+
+
+def checkpoint_state(model: VideoGAN, step: int = 0, optimizers: dict | None = None, rng: dict | None = None,
+                     data: dict | None = None, **extra) -> dict:
+    """Everything needed to resume training or to export: config, weights, optimizers, RNG."""
+    from dataclasses import asdict
+    return {
+        "format_version": FORMAT_VERSION,
+        "family": model.family,
+        "preset": model.preset,
+        "config": asdict(model.config),
+        "model": model.state_dict(),
+        "optimizers": {name: opt.state_dict() for name, opt in (optimizers or {}).items()},
+        "step": step,
+        "rng": rng or {},
+        "data": data or {},
+        **extra,
+    }
+
+
+def save_checkpoint(path: str | Path, model: VideoGAN, **kwargs) -> None:
+    atomic_torch_save(checkpoint_state(model, **kwargs), path)
