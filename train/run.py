@@ -1,34 +1,274 @@
-"""Train G3AN, EncGAN3 or AVLAE — or describe one with --summary.
+"""Train G3AN, EncGAN3 or AVLAE on real video clips — or describe a model with --summary.
 
-    python train/run.py --model g3an --preset paper64 --summary
+    python train/run.py --model g3an --data moving-mnist --preset tiny --steps 200 --batch-size 8 --out runs/g3an
+    python train/run.py --model g3an --data moving-mnist --preset tiny --steps 400 --out runs/g3an --resume
+    torchrun --nproc_per_node=2 train/run.py --model g3an ...          # DistributedDataParallel
+    python train/run.py --model avlae --preset paper128 --summary
+
+The recipes (losses, update order) are in train/recipes.py. `--steps N` is the TOTAL number of
+training iterations: a resumed run stops at the same step as an uninterrupted one. Every random
+number of step s comes from a generator seeded with (seed, s, rank), and the data of step s
+from (seed, epoch, index), so a CPU run resumed from a checkpoint continues exactly as the
+uninterrupted run would. Checkpoints are written atomically every --checkpoint-every steps, at
+the end, and on Ctrl-C/SIGTERM. Only rank 0 writes anything.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import math
+import os
+import signal
 import sys
+import time
 from pathlib import Path
 
 if __package__ in (None, ""):  # run as a script: make the project root importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import torch.distributed as dist  # noqa: E402
+from torch.nn.parallel import DistributedDataParallel  # noqa: E402
+
+from train.checkpoint import checkpoint_state, atomic_torch_save, read_checkpoint, model_from_checkpoint  # noqa: E402
 from train.models import FAMILIES, PRESETS, build_model  # noqa: E402
+from train.recipes import STEPS, RecipeOptions, make_optimizers  # noqa: E402
+from train.samples import write_sample_grid  # noqa: E402
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", choices=FAMILIES, required=True, help="which paper's system")
-    p.add_argument("--preset", choices=PRESETS, default="tiny", help="model size (default: tiny)")
-    p.add_argument("--summary", action="store_true", help="print the model's description as JSON and exit")
+    p.add_argument("--model", choices=FAMILIES, required=True, help="which paper's system to train")
+    p.add_argument("--preset", choices=PRESETS, default="tiny",
+                   help="model size: paper64 / paper128 (the papers') or tiny (narrow, for CPU). Default tiny")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a model option, e.g. --set fsa_after=2 --set use_spatial=false "
+                        "(see the config dataclasses in train/models/*.py)")
+    p.add_argument("--summary", action="store_true",
+                   help="print the model's description (parameter counts, video shape) as JSON and exit")
+    p.add_argument("--data", default="moving-mnist",
+                   help="moving-mnist | pedestrians | carphone | a folder of videos or of frame folders")
+    p.add_argument("--frame-steps", default="1,2,3,4",
+                   help="time steps between sampled frames, chosen at random per clip (G3AN §4.2: 1-4)")
+    p.add_argument("--flip", action="store_true", help="random horizontal flips")
+    p.add_argument("--unconditional", action="store_true",
+                   help="ignore the data's classes (by default a labelled data set trains a conditional "
+                        "G3AN/EncGAN3)")
+    p.add_argument("--steps", type=int, default=1000, help="total training iterations (default 1000)")
+    p.add_argument("--batch-size", type=int, default=8, help="clips per iteration and per process (default 8)")
+    p.add_argument("--lr", type=float, default=2e-4, help="Adam learning rate, every network (default 2e-4)")
+    p.add_argument("--beta1", type=float, default=0.5, help="Adam beta1 (default 0.5)")
+    p.add_argument("--beta2", type=float, default=0.999, help="Adam beta2 (default 0.999)")
+    p.add_argument("--recon", choices=["l1", "l2"], default="l1", help="EncGAN3 reconstruction norm")
+    p.add_argument("--kl-weight", type=float, default=1.0, help="EncGAN3 KL weight (paper: 1)")
+    p.add_argument("--k1", type=float, default=1.0, help="AVLAE motion latent reconstruction weight K1")
+    p.add_argument("--k2", type=float, default=1.0, help="AVLAE appearance latent reconstruction weight K2")
+    p.add_argument("--out", default="runs/run", help="output folder: checkpoint.pt, losses.jsonl, "
+                                                      "samples/*.gif, tensorboard/ (default runs/run)")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt if it exists")
+    p.add_argument("--checkpoint-every", type=int, default=100, help="steps between checkpoints (default 100)")
+    p.add_argument("--sample-every", type=int, default=100,
+                   help="steps between GIF grids of fixed-seed samples (default 100; 0 = only at the end)")
+    p.add_argument("--log-every", type=int, default=10, help="steps between TensorBoard scalars (default 10)")
+    p.add_argument("--seed", type=int, default=0, help="seed of every random number (default 0)")
+    p.add_argument("--workers", type=int, default=0, help="DataLoader worker processes (default 0)")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
+                   help="cpu or cuda (default: cuda when available)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p.parse_args(argv)
+
+
+def parse_overrides(pairs: list[str]) -> dict:
+    overrides = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise SystemExit(f"--set expects KEY=VALUE, got {pair!r}")
+        key, value = pair.split("=", 1)
+        try:
+            overrides[key] = json.loads(value)
+        except json.JSONDecodeError:
+            overrides[key] = {"none": None}.get(value.lower(), value)
+    return overrides
+
+
+def step_generator(seed: int, step: int, rank: int) -> torch.Generator:
+    """All randomness of one iteration on one process."""
+    mixed = np.random.SeedSequence([seed, step, rank]).generate_state(1, dtype=np.uint64)[0]
+    return torch.Generator().manual_seed(int(mixed) & ((1 << 63) - 1))
+
+
+def batch_indices(seed: int, step: int, rank: int, size: int, n: int) -> list[int]:
+    rng = np.random.default_rng([seed, step, rank, 7])
+    return rng.integers(0, n, size=size).tolist()
+
+
+def fixed_latents(model, count: int = 16, seed: int = 1234):
+    """The same latents at every sample grid (and in every run with the same model)."""
+    gen = torch.Generator().manual_seed(seed)
+    z_a = torch.randn(count, model.z_a_dim, generator=gen)
+    z_m = torch.randn(count, model.z_m_dim, generator=gen)
+    label = torch.eye(model.num_classes)[torch.arange(count) % model.num_classes] if model.num_classes else None
+    return z_a, z_m, label
 
 
 def main(argv=None):
     args = parse_args(argv)
+    overrides = parse_overrides(args.set)
     if args.summary:
-        model = build_model(args.model, args.preset)
-        print(json.dumps(model.describe()))
+        print(json.dumps(build_model(args.model, args.preset, **overrides).describe()))
         return
+
+    # --- processes -----------------------------------------------------------------------
+    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    if distributed:
+        dist.init_process_group("nccl" if args.device.startswith("cuda") else "gloo")
+        rank, world = dist.get_rank(), dist.get_world_size()
+        if args.device.startswith("cuda"):
+            args.device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
+            torch.cuda.set_device(args.device)
+    else:
+        rank, world = 0, 1
+    main_process = rank == 0
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    out = Path(args.out)
+
+    # --- data ----------------------------------------------------------------------------
+    from train.data import build_dataset
+    resolution = build_model(args.model, args.preset, **overrides).config.resolution
+    steps = tuple(int(s) for s in args.frame_steps.split(","))
+    dataset = build_dataset(args.data, resolution=resolution, frames=16, split="train", steps=steps,
+                            flip=args.flip, seed=args.seed)
+    conditional = dataset.num_classes > 0 and not args.unconditional and args.model != "avlae"
+    if conditional:
+        overrides.setdefault("num_classes", dataset.num_classes)
+
+    # --- model, optimizers, resume -------------------------------------------------------
+    checkpoint_path = out / "checkpoint.pt"
+    state = read_checkpoint(checkpoint_path) if args.resume and checkpoint_path.exists() else None
+    if state is not None:
+        if state["family"] != args.model:
+            raise SystemExit(f"{checkpoint_path} holds a {state['family']} model, not {args.model}")
+        model = model_from_checkpoint(state)
+    else:
+        model = build_model(args.model, args.preset, **overrides)
+    model.to(device).train()
+    cfg = model.config
+    nets = {name: module for name, module in model.named_children()}
+    if distributed:
+        nets = {name: DistributedDataParallel(m) if any(p.requires_grad for p in m.parameters()) else m
+                for name, m in nets.items()}
+    options = RecipeOptions(lr=args.lr, betas=(args.beta1, args.beta2), recon=args.recon,
+                            kl_weight=args.kl_weight, k1=args.k1, k2=args.k2)
+    optimizers = make_optimizers(args.model, nets, options)
+    start = 0
+    if state is not None:
+        for name, opt in optimizers.items():
+            opt.load_state_dict(state["optimizers"][name])
+        start = state["step"]
+    train_step = STEPS[args.model]
+
+    # --- logging (rank 0) ----------------------------------------------------------------
+    writer = None
+    losses_log = out / "losses.jsonl"
+    if main_process:
+        out.mkdir(parents=True, exist_ok=True)
+        from torch.utils.tensorboard import SummaryWriter
+        writer = SummaryWriter(str(out / "tensorboard"), purge_step=start if start else None)
+        if losses_log.exists():  # drop what a killed run logged after its last checkpoint
+            kept = [line for line in losses_log.read_text().splitlines() if json.loads(line)["step"] <= start]
+            losses_log.write_text("".join(line + "\n" for line in kept))
+        (out / "run_args.json").write_text(json.dumps(vars(args), indent=2))
+        print(f"{args.model}/{args.preset} on {dataset.name}: {len(dataset)} clips, "
+              f"{dataset.num_classes} classes{' (conditional)' if conditional else ''}; "
+              f"params {model.param_counts()}; steps {start} → {args.steps}; world size {world}", flush=True)
+    sample_latents = fixed_latents(model)
+
+    def save(step: int) -> None:
+        if main_process:
+            atomic_torch_save(checkpoint_state(model, step=step, optimizers=optimizers,
+                                               rng={"torch": torch.get_rng_state()},
+                                               data=dataset.describe(), args=vars(args)),
+                              checkpoint_path)
+
+    def write_samples(step: int) -> None:
+        if main_process:
+            model.eval()
+            with torch.no_grad():
+                z_a, z_m, label = (t.to(device) if t is not None else None for t in sample_latents)
+                videos = model.sample(z_a, z_m, label)
+            model.train()
+            write_sample_grid(videos.cpu(), out / "samples" / f"step{step:07d}.gif")
+
+    stop = {"requested": False}
+
+    def request_stop(signum, frame):
+        stop["requested"] = True
+    signal.signal(signal.SIGTERM, request_stop)
+
+    # --- the loop ------------------------------------------------------------------------
+    if start == 0:
+        write_samples(0)
+    steps_per_epoch = max(1, len(dataset) // (args.batch_size * world))
+    progress = None
+    if main_process and not args.no_progress:
+        from tqdm import tqdm
+        progress = tqdm(total=args.steps, initial=start, unit="step", dynamic_ncols=True)
+    step, failed = start, False
+    started = time.time()
+    try:
+        while step < args.steps and not stop["requested"]:
+            epoch = step // steps_per_epoch
+            dataset.set_epoch(epoch)
+            epoch_end = min(args.steps, (epoch + 1) * steps_per_epoch)
+            batches = [batch_indices(args.seed, s, rank, args.batch_size, len(dataset)) for s in range(step, epoch_end)]
+            loader = torch.utils.data.DataLoader(dataset, batch_sampler=batches, num_workers=args.workers)
+            for real, labels in loader:
+                real = real.to(device, non_blocking=True)
+                onehot = None
+                if cfg.num_classes:
+                    onehot = torch.nn.functional.one_hot(labels.clamp(min=0), cfg.num_classes).float().to(device)
+                losses = train_step(nets, optimizers, real, onehot, step_generator(args.seed, step, rank), cfg, options)
+                step += 1
+                if not all(math.isfinite(v) for v in losses.values()):
+                    failed = True  # keep the last good checkpoint
+                    raise FloatingPointError(f"non-finite loss at step {step}: {losses}")
+                if main_process:
+                    with losses_log.open("a") as f:
+                        f.write(json.dumps({"step": step, **losses}) + "\n")
+                    if step % args.log_every == 0 or step == args.steps:
+                        for name, value in losses.items():
+                            writer.add_scalar(f"loss/{name}", value, step)
+                        writer.add_scalar("speed/steps_per_s", (step - start) / (time.time() - started), step)
+                    if progress is not None:
+                        progress.update(1)
+                        progress.set_postfix({k: f"{v:.3f}" for k, v in losses.items()}, refresh=False)
+                if step % args.checkpoint_every == 0:
+                    save(step)
+                if args.sample_every and step % args.sample_every == 0:
+                    write_samples(step)
+                if stop["requested"] or step >= args.steps:
+                    break
+    except KeyboardInterrupt:
+        stop["requested"] = True
+    finally:
+        if step > start and not failed:
+            save(step)
+        if progress is not None:
+            progress.close()
+    if main_process:
+        if not args.sample_every or step % args.sample_every:
+            write_samples(step)
+        writer.close()
+        elapsed = time.time() - started
+        print(json.dumps({"step": step, "stopped_early": stop["requested"], "steps_per_s":
+                          round((step - start) / elapsed, 3) if elapsed > 0 else None,
+                          "checkpoint": str(checkpoint_path), "samples": str(out / "samples")}), flush=True)
+    if distributed:
+        dist.destroy_process_group()
 
 
 if __name__ == "__main__":

