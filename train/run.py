@@ -154,6 +154,7 @@ def main(argv=None):
             raise SystemExit(f"{checkpoint_path} holds a {state['family']} model, not {args.model}")
         model = model_from_checkpoint(state)
     else:
+        torch.manual_seed(args.seed)  # same initial weights on every rank and in every run
         model = build_model(args.model, args.preset, **overrides)
     model.to(device).train()
     cfg = model.config
