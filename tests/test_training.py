@@ -78,7 +78,7 @@ def test_resume_refuses_a_checkpoint_of_another_family(tmp_path):
 
 def test_torchrun_two_cpu_processes_with_gloo(tmp_path):
     out = tmp_path / "ddp"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=0",
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
            "train/run.py", "--model", "g3an", *FAST, *NO_FSA, "--steps", "2", "--out", str(out)]
     result = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True,
                             env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=600)
