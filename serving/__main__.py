@@ -22,9 +22,9 @@ def build_parser() -> argparse.ArgumentParser:
     up = sub.add_parser("up", help="start the embedded Triton server and keep it running")
     up.add_argument("--repository", default="model_repository", help="model repository folder (default model_repository)")
     up.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1; 0.0.0.0 for every interface)")
-    up.add_argument("--grpc-port", type=int, default=8001)
-    up.add_argument("--http-port", type=int, default=8000)
-    up.add_argument("--metrics-port", type=int, default=8002)
+    up.add_argument("--grpc-port", type=int, default=8001, help="gRPC port (default 8001; 0 = any free port)")
+    up.add_argument("--http-port", type=int, default=8000, help="HTTP port (default 8000; 0 = any free port)")
+    up.add_argument("--metrics-port", type=int, default=8002, help="metrics port (default 8002; 0 = any free port)")
     up.add_argument("--log-file", default="tritonserver.log", help="server log (appended; default tritonserver.log)")
     up.add_argument("--log-verbose", type=int, default=0, help="Triton's --log-verbose level (default 0)")
     up.add_argument("--startup-timeout", type=float, default=300.0, help="seconds to wait for every model (default 300)")
@@ -41,7 +41,8 @@ def _raise_interrupt(signum, frame):
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     server = TritonServer(
-        args.repository, grpc_port=args.grpc_port, http_port=args.http_port, metrics_port=args.metrics_port,
+        args.repository, grpc_port=args.grpc_port or None, http_port=args.http_port or None,
+        metrics_port=args.metrics_port or None,
         host=args.host, log_file=args.log_file, log_verbose=args.log_verbose,
         startup_timeout=args.startup_timeout, models=args.models, extra_args=args.extra,
     )

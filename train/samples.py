@@ -47,3 +47,28 @@ def write_gif(frames: np.ndarray, path: str | Path, fps: int = 8) -> None:
 
 def write_sample_grid(videos: torch.Tensor, path: str | Path, columns: int | None = None) -> None:
     write_gif(grid_frames(to_uint8(videos), columns), path)
+
+
+def write_mp4(frames: np.ndarray, path: str | Path, fps: int = 8) -> None:
+    """uint8 [T, H, W, 3] → H.264 (or MPEG-4) mp4 via PyAV, written atomically."""
+    import av
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".mp4", dir=path.parent)
+    os.close(fd)
+    try:
+        with av.open(tmp, "w") as container:
+            codec = "libx264" if "libx264" in av.codecs_available else "mpeg4"
+            stream = container.add_stream(codec, rate=fps)
+            stream.width, stream.height = frames.shape[2] + frames.shape[2] % 2, frames.shape[1] + frames.shape[1] % 2
+            stream.pix_fmt = "yuv420p"
+            if codec == "libx264":
+                stream.options = {"crf": "12"}
+            for frame in frames:
+                frame = np.pad(frame, ((0, frame.shape[0] % 2), (0, frame.shape[1] % 2), (0, 0)), mode="edge")
+                container.mux(stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")))
+            container.mux(stream.encode())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
