@@ -1,0 +1,350 @@
+"""Export a videogan checkpoint into a Triton model repository (ONNX, parity-gated).
+
+    python -m export --checkpoint runs/g3an/checkpoint.pt --repository model_repository --name g3an --target cpu
+    python -m export --checkpoint C --repository R --name encgan3 --target gpu                 # onnxruntime + TensorRT accelerator (FP16)
+    python -m export --checkpoint C --repository R --name avlae --target gpu --tensorrt        # TensorRT engines (on the GPU host)
+    python -m export.check R                                                                    # validate a repository
+
+Writes NAME_sample (every family) and NAME_encode, NAME_decode, NAME_reconstruct (encgan3,
+avlae) as version N = 1 + the newest existing version of any NAME_* model. Order of work:
+check the repository is writable and the export is compatible with what it holds, load the
+checkpoint, trace every graph to ONNX (onnx.checker, opset >= 17, no random ops, dynamic
+batch), run the parity gate (ONNX Runtime vs PyTorch on batches 1, 3, 8), build TensorRT
+engines if asked, stage every model folder next to the repository, validate the staged
+folders with export.check, swap them in. Any error before the swap leaves the repository as
+it was. The last line printed is a JSON summary.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import time
+from pathlib import Path
+
+if __package__ in (None, ""):  # pragma: no cover - run as a file
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from export.onnx_export import DEFAULT_OPSET, RECONSTRUCT_MAP, RECONSTRUCT_OUTPUT, ExportError, Tensor  # noqa: E402
+from export.parity import DEFAULT_BATCHES, ParityError, Tolerance  # noqa: E402
+from export.repository import (KINDS, ModelPlan, Options, RepositoryError, check_name, conflicts,  # noqa: E402
+                               model_name, next_version, python_backend_files, read_existing,
+                               sha256_bytes, sha256_file, staging_parent, tool_versions, write_models)
+
+EXPORTER_VERSION = "1"
+
+
+def _int_list(text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from error
+    if not values or any(v < 1 for v in values):
+        raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
+    return values
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m export", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--checkpoint", required=True, help="checkpoint written by train/run.py (train/checkpoint.py format)")
+    p.add_argument("--repository", required=True, help="Triton model repository folder (created if missing)")
+    p.add_argument("--name", help="model name prefix: NAME_sample, NAME_encode, ... (default: the checkpoint's family)")
+    p.add_argument("--target", choices=("cpu", "gpu"), required=True,
+                   help="cpu: python backend running model.onnx with ONNX Runtime (embedded Triton); "
+                        "gpu: Triton's onnxruntime backend on KIND_GPU with the TensorRT accelerator, "
+                        "or tensorrt_plan engines with --tensorrt")
+    p.add_argument("--family", choices=("g3an", "encgan3", "avlae"),
+                   help="refuse the checkpoint unless it holds this family")
+    p.add_argument("--tensorrt", action="store_true",
+                   help="gpu: build tensorrt_plan engines here (needs TensorRT and the serving GPU)")
+    p.add_argument("--precision", choices=("FP16", "FP32"), default="FP16",
+                   help="gpu: TensorRT precision of the accelerator / engines (default FP16)")
+    p.add_argument("--max-batch-size", type=int, default=8, help="config max_batch_size (default 8)")
+    p.add_argument("--preferred-batch-sizes", type=_int_list, default=(),
+                   help="dynamic_batching preferred sizes, e.g. 4,8 (default: max/2 and max)")
+    p.add_argument("--queue-delay-us", type=int, default=2000,
+                   help="dynamic_batching max_queue_delay_microseconds (default 2000)")
+    p.add_argument("--instances", type=int, default=1, help="instance_group count (default 1)")
+    p.add_argument("--ort-threads", type=int, default=0,
+                   help="cpu: ONNX Runtime intra-op threads per instance, config parameter "
+                        "ORT_INTRA_OP_THREADS (default 0 = auto: cores available, at most 4)")
+    p.add_argument("--serve-versions", type=int, default=2,
+                   help="version_policy latest N (default 2: the new and the previous version); 0 = all")
+    p.add_argument("--no-warmup", action="store_true", help="leave model_warmup out of the configs")
+    p.add_argument("--replace", action="store_true",
+                   help="drop the existing versions of NAME_* (needed when tensors/backend/target change)")
+    p.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset (>= 17, default {DEFAULT_OPSET})")
+    p.add_argument("--parity-batches", type=_int_list, default=DEFAULT_BATCHES,
+                   help="batch sizes of the parity gate (default 1,3,8; those above max_batch_size are skipped)")
+    p.add_argument("--atol", type=float, default=1e-4, help="parity: float tolerance, absolute part (default 1e-4)")
+    p.add_argument("--rtol", type=float, default=1e-5,
+                   help="parity: float tolerance, part relative to max|torch| of the tensor (default 1e-5)")
+    p.add_argument("--max-uint8-diff", type=int, default=1, help="parity: uint8 levels allowed (default 1)")
+    p.add_argument("--threads", type=int, default=2, help="torch / ONNX Runtime threads used here (default 2)")
+    p.add_argument("--trt-opt-batch", type=int, default=0, help="--tensorrt: profile opt batch (default max)")
+    p.add_argument("--trt-workspace-mib", type=int, default=4096, help="TensorRT workspace (MiB)")
+    p.add_argument("--trt-builder", choices=("python", "trtexec"), default="python",
+                   help="--tensorrt: build with the TensorRT Python API (default) or the trtexec binary")
+    p.add_argument("--trtexec", default="trtexec",
+                   help="trtexec binary for --trt-builder trtexec (default: PATH, then /usr/src/tensorrt/bin/trtexec)")
+    return p.parse_args(argv)
+
+
+def _log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _checkpoint_entry(path: Path, meta: dict) -> dict:
+    entry = {
+        "path": str(path.resolve()),
+        "sha256": sha256_file(path),
+        "bytes": path.stat().st_size,
+        "step": meta.get("step"),
+        "format_version": meta.get("format_version"),
+        "data": meta.get("data") or {},
+    }
+    for key in ("recipe", "seed", "trained_at", "saved_at"):
+        if key in meta:
+            entry[key] = meta[key]
+    return entry
+
+
+def run(args: argparse.Namespace) -> dict:
+    import torch
+
+    from train.checkpoint import load_for_inference
+
+    from export import tensorrt as trt_support
+    from export.check import check_repository
+    from export.onnx_export import export_all, has_encoder
+    from export.parity import check_parity, check_reconstruct_parity
+
+    options = Options(
+        target=args.target, tensorrt=args.tensorrt, precision=args.precision,
+        max_batch_size=args.max_batch_size, preferred_batch_sizes=tuple(args.preferred_batch_sizes),
+        queue_delay_us=args.queue_delay_us, instances=args.instances, ort_intra_threads=args.ort_threads,
+        serve_versions=args.serve_versions, warmup=not args.no_warmup, replace=args.replace,
+        trt_opt_batch=args.trt_opt_batch, trt_workspace_mib=args.trt_workspace_mib)
+    options.validate()
+    tolerance = Tolerance(atol=args.atol, rtol=args.rtol, max_uint8_levels=args.max_uint8_diff)
+    batches = [b for b in args.parity_batches if b <= options.max_batch_size]
+    if not batches:
+        raise ValueError(f"every --parity-batches size is above --max-batch-size {options.max_batch_size}")
+    repository = Path(args.repository)
+    checkpoint = Path(args.checkpoint)
+    if args.name is not None:
+        check_name(args.name)
+
+    # 1. cheap checks first: nothing is computed for an export that cannot be written
+    if not checkpoint.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {checkpoint}")
+    staging_parent(repository)
+    if options.tensorrt:
+        if args.trt_builder == "python":
+            trt_support.require_tensorrt()
+        else:
+            trt_support.find_trtexec(args.trtexec)
+    threads = max(1, args.threads)
+    torch.set_num_threads(threads)
+
+    # 2. the model
+    model, meta = load_for_inference(checkpoint)
+    if args.family and meta["family"] != args.family:
+        raise ValueError(f"{checkpoint} holds a {meta['family']} model, not {args.family} (--family)")
+    name = check_name(args.name or meta["family"])
+    kinds = ["sample"] + (["encode", "decode", "reconstruct"] if has_encoder(model) else [])
+    all_names = [model_name(name, k) for k in KINDS]
+    existing = read_existing(repository, all_names)
+    planned_names = [model_name(name, k) for k in kinds]
+    if not options.replace:
+        # tensors are only known after tracing, but the model set and backend are known now
+        sketch = [ModelPlan(n, n.rsplit("_", 1)[1], [], [], steps=[] if n.endswith("_reconstruct") else None)
+                  for n in planned_names]
+        early = [p for p in conflicts(existing, sketch, all_names, options)
+                 if "inputs are" not in p and "outputs are" not in p]
+        if early:
+            raise RepositoryError(_conflict_message(repository, name, early))
+    version = next_version(existing)
+    _log(f"export: {checkpoint} holds {model.family}/{model.preset} (step {meta.get('step')}); "
+         f"writing {', '.join(planned_names)} version {version} to {repository} (target {options.target}, "
+         f"backend {options.backend})")
+
+    # 3. ONNX graphs
+    t0 = time.monotonic()
+    graphs = export_all(model, opset=args.opset,
+                        metadata={"videogan.family": model.family, "videogan.preset": model.preset,
+                                  "videogan.checkpoint_step": meta.get("step"), "videogan.export_name": name})
+    _log(f"export: traced {len(graphs)} graph(s) in {time.monotonic() - t0:.1f} s")
+
+    # 4. parity gate (raises ParityError: nothing written)
+    specs = {spec.kind: spec for spec, _ in graphs}
+    protos = {spec.kind: proto for spec, proto in graphs}
+    onnx_bytes = {kind: proto.SerializeToString() for kind, proto in protos.items()}
+    parity = {}
+    for kind, spec in specs.items():
+        t0 = time.monotonic()
+        parity[kind] = check_parity(onnx_bytes[kind], spec, name=model_name(name, kind), batches=batches,
+                                    tolerance=tolerance, threads=threads)
+        _log(f"export: parity {model_name(name, kind)}: {_parity_line(parity[kind])} ({time.monotonic() - t0:.1f} s)")
+    if "encode" in specs:
+        parity["reconstruct"] = check_reconstruct_parity(
+            onnx_bytes["encode"], onnx_bytes["decode"], specs["encode"], specs["decode"],
+            RECONSTRUCT_MAP[model.family], name=model_name(name, "reconstruct"), batches=batches,
+            tolerance=tolerance, threads=threads)
+        _log(f"export: parity {model_name(name, 'reconstruct')}: {_parity_line(parity['reconstruct'])}")
+
+    # 5. TensorRT engines (GPU host only)
+    engines, engine_info = {}, {}
+    if options.tensorrt:
+        can_run = trt_support.tensorrt_python_available()
+        opt = options.trt_opt_batch or options.max_batch_size
+        for kind, spec in specs.items():
+            t0 = time.monotonic()
+            build = dict(precision=options.precision, max_batch=options.max_batch_size, opt_batch=opt,
+                         workspace_mib=options.trt_workspace_mib)
+            if args.trt_builder == "python":
+                engines[kind] = trt_support.build_engine(onnx_bytes[kind], spec.inputs, **build)
+            else:
+                engines[kind] = trt_support.build_engine_trtexec(onnx_bytes[kind], spec.inputs,
+                                                                 trtexec=args.trtexec, **build)
+            info = {"builder": args.trt_builder, "precision": options.precision,
+                    "profile": {"min": 1, "opt": opt, "max": options.max_batch_size},
+                    "build_seconds": round(time.monotonic() - t0, 1), **trt_support.gpu_description()}
+            if can_run:
+                import tensorrt as trt
+
+                report = trt_support.engine_parity(engines[kind], spec, name=model_name(name, kind),
+                                                   precision=options.precision, batches=batches)
+                info.update({"tensorrt": trt.__version__, "io": trt_support.engine_io(engines[kind]),
+                             "parity": report})
+                _log(f"export: TensorRT {options.precision} engine {model_name(name, kind)}: {_parity_line(report)}")
+            else:
+                info["parity"] = {"passed": None, "skipped": "the TensorRT Python module is not importable here: "
+                                  "the engine was built by trtexec and not compared with PyTorch"}
+                _log(f"export: TensorRT engine {model_name(name, kind)} built by trtexec (not compared with "
+                     "PyTorch: no TensorRT Python module)")
+            engine_info[kind] = info
+
+    # 6. plans
+    plans = []
+    for kind, spec in specs.items():
+        if options.backend == "python":
+            files = python_backend_files(onnx_bytes[kind])
+        elif options.backend == "onnxruntime":
+            files = {"model.onnx": onnx_bytes[kind]}
+        else:
+            files = {"model.plan": engines[kind], "model.onnx": onnx_bytes[kind]}
+        proto = protos[kind]
+        entry = {"graph": kind, "parity": parity[kind],
+                 "onnx": {"opset": args.opset, "sha256": sha256_bytes(onnx_bytes[kind]),
+                          "bytes": len(onnx_bytes[kind]), "nodes": len(proto.graph.node),
+                          "ir_version": proto.ir_version}}
+        if kind in engine_info:
+            entry["tensorrt_engine"] = engine_info[kind]
+        plans.append(ModelPlan(model_name(name, kind), kind, spec.inputs, spec.outputs, files, entry))
+    if "encode" in specs:
+        plans.append(_reconstruct_plan(name, model.family, specs, parity["reconstruct"]))
+
+    if not options.replace:
+        late = conflicts(existing, plans, all_names, options)
+        if late:
+            raise RepositoryError(_conflict_message(repository, name, late))
+
+    common = {
+        "family": model.family, "preset": model.preset,
+        "model_config": dataclasses.asdict(model.config),
+        "video_shape": {"T": model.video_shape[1], "H": model.video_shape[2], "W": model.video_shape[3], "C": 3},
+        "latent_dims": {"z_a": model.z_a_dim, "z_m": model.z_m_dim, "num_classes": model.num_classes},
+        "checkpoint": _checkpoint_entry(checkpoint, meta),
+        "metrics": meta.get("metrics"),
+        "target": options.target, "backend": options.backend,
+        "export_options": {**options.to_json(), "opset": args.opset, "parity_batches": batches,
+                           "tolerance": tolerance.to_json()},
+        "tools": {**tool_versions(), "exporter": EXPORTER_VERSION},
+    }
+
+    def validate(view: Path, _existing) -> None:
+        problems, _ = check_repository(view, run_checker=False)
+        if problems:
+            raise RepositoryError("the staged export does not pass export.check (nothing written): "
+                                  + "; ".join(problems))
+
+    # 7. stage, validate, swap
+    written = write_models(repository, plans, export_name=name, all_names=all_names, version=version,
+                           options=options, common=common, validate=validate)
+    summary = {
+        "repository": str(repository.resolve()), "name": name, "version": version,
+        "family": model.family, "preset": model.preset, "target": options.target, "backend": options.backend,
+        "models": {n: sorted(str(p.relative_to(f)) for p in (f / str(version)).rglob("*") if p.is_file())
+                   for n, f in written.items()},
+        "parity": {model_name(name, k): _parity_figures(r) for k, r in parity.items()},
+    }
+    return summary
+
+
+def _reconstruct_plan(name: str, family: str, specs: dict, report: dict) -> ModelPlan:
+    enc, dec = specs["encode"], specs["decode"]
+    mapping = RECONSTRUCT_MAP[family]
+    extra = [t for t in dec.inputs if t.name not in mapping.values()]   # label of a conditional model
+    video_in = next(t for t in enc.inputs if t.name == "video")
+    video_out = next(t for t in dec.outputs if t.name == "video")
+    steps = [
+        {"model": model_name(name, "encode"), "input_map": {"video": "video"},
+         "output_map": {src: src for src in mapping}},
+        {"model": model_name(name, "decode"),
+         "input_map": {**{dst: src for src, dst in mapping.items()}, **{t.name: t.name for t in extra}},
+         "output_map": {"video": RECONSTRUCT_OUTPUT}},
+    ]
+    entry = {"graph": "reconstruct", "parity": report,
+             "ensemble": {"steps": steps, "note": "encgan3 decodes the means z_a_mean, z_m_mean"
+                          if family == "encgan3" else "avlae decodes w_a, w_m"}}
+    return ModelPlan(model_name(name, "reconstruct"), "reconstruct", [video_in, *extra],
+                     [Tensor(RECONSTRUCT_OUTPUT, video_out.dtype, video_out.dims)], {}, entry, steps=steps)
+
+
+def _conflict_message(repository: Path, name: str, problems: list[str]) -> str:
+    return (f"cannot add a version of {name} to {repository}: " + "; ".join(problems)
+            + ". Use another --name, or --replace to drop the existing NAME_* versions. Nothing was written.")
+
+
+def _parity_figures(report: dict) -> dict:
+    out = {}
+    for tensor, entry in report.get("tensors", {}).items():
+        if entry["dtype"] == "UINT8":
+            out[tensor] = {"max_levels": entry.get("max_levels"), "values_off": entry.get("values_off"),
+                           "values": entry.get("values")}
+        else:
+            out[tensor] = {"max_abs": entry.get("max_abs"), "max_ref": entry.get("max_ref")}
+    return out
+
+
+def _parity_line(report: dict) -> str:
+    parts = []
+    for tensor, figures in _parity_figures(report).items():
+        if "max_levels" in figures:
+            parts.append(f"{tensor} max {figures['max_levels']} level(s), {figures['values_off']}/{figures['values']} off")
+        else:
+            parts.append(f"{tensor} max|diff| {figures['max_abs']:.2e} (max|ref| {figures['max_ref']:.2e})")
+    return "; ".join(parts) + f" on batches {report.get('batches')}"
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    from export.tensorrt import TensorRTError, TensorRTUnavailable
+
+    try:
+        summary = run(args)
+    except (FileNotFoundError, ValueError, ExportError, ParityError, RepositoryError,
+            TensorRTUnavailable, TensorRTError, OSError) as error:
+        print(f"export: error: {error}", file=sys.stderr)
+        return 1
+    for model, files in summary["models"].items():
+        _log(f"export: wrote {model}/{summary['version']}: {', '.join(files) or '(ensemble, no files)'}")
+    print(json.dumps(summary))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
