@@ -253,3 +253,14 @@ def test_unknown_options_are_refused():
         make_config("g3an", "tiny", fsa_level=2)
     with pytest.raises(ValueError, match="video_conv"):
         build_model("g3an", "tiny", video_conv="4d")
+
+
+def test_spectral_norm_vectors_match_the_initialised_weights():
+    model = build_model("avlae", "tiny")
+    for module in model.modules():
+        if torch.nn.utils.parametrize.is_parametrized(module, "weight"):
+            sn = module.parametrizations.weight[0]
+            w = sn._reshape_weight_to_matrix(module.parametrizations.weight.original)
+            estimate = torch.dot(sn._u, w @ sn._v)
+            true = torch.linalg.matrix_norm(w, ord=2)
+            assert abs(estimate - true) / true < 0.05

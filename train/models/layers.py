@@ -52,6 +52,20 @@ def init_official(model: nn.Module) -> None:
         elif isinstance(module, (nn.BatchNorm2d, nn.BatchNorm3d, nn.BatchNorm1d)):
             module.weight.normal_(1.0, 0.02)
             module.bias.zero_()
+    refresh_spectral_norm(model)
+
+
+@torch.no_grad()
+def refresh_spectral_norm(model: nn.Module, iterations: int = 15) -> None:
+    """Re-estimates the singular vectors of every spectral norm for the current weights (needed
+    after re-initialising them: the vectors stored at wrapping time belong to the old weights,
+    and an eval-mode forward would divide by a wrong σ)."""
+    for module in model.modules():
+        if parametrize.is_parametrized(module, "weight"):
+            for param in module.parametrizations.weight:
+                if hasattr(param, "_power_method"):
+                    weight = param._reshape_weight_to_matrix(module.parametrizations.weight.original)
+                    param._power_method(weight, iterations)
 
 
 def count_parameters(module: nn.Module | None) -> int:
