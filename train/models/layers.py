@@ -56,7 +56,7 @@ def init_official(model: nn.Module) -> None:
 
 
 @torch.no_grad()
-def refresh_spectral_norm(model: nn.Module, iterations: int = 15) -> None:
+def refresh_spectral_norm(model: nn.Module, iterations: int = 50) -> None:
     """Re-estimates the singular vectors of every spectral norm for the current weights (needed
     after re-initialising them: the vectors stored at wrapping time belong to the old weights,
     and an eval-mode forward would divide by a wrong σ)."""
