@@ -2,13 +2,13 @@
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
+
+from .atomic import atomic_path
 
 
 def to_uint8(videos: torch.Tensor) -> np.ndarray:
@@ -31,19 +31,10 @@ def grid_frames(videos: np.ndarray, columns: int | None = None, pad: int = 2) ->
 
 
 def write_gif(frames: np.ndarray, path: str | Path, fps: int = 8) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     images = [Image.fromarray(f) for f in frames]
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path, ".gif") as tmp:
         images[0].save(tmp, format="GIF", save_all=True, append_images=images[1:],
                        duration=int(1000 / fps), loop=0)
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600 files
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def write_sample_grid(videos: torch.Tensor, path: str | Path, columns: int | None = None) -> None:
@@ -53,24 +44,14 @@ def write_sample_grid(videos: torch.Tensor, path: str | Path, columns: int | Non
 def write_mp4(frames: np.ndarray, path: str | Path, fps: int = 8) -> None:
     """uint8 [T, H, W, 3] → H.264 (or MPEG-4) mp4 via PyAV, written atomically."""
     import av
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".mp4", dir=path.parent)
-    os.close(fd)
-    try:
-        with av.open(tmp, "w") as container:
-            codec = "libx264" if "libx264" in av.codecs_available else "mpeg4"
-            stream = container.add_stream(codec, rate=fps)
-            stream.width, stream.height = frames.shape[2] + frames.shape[2] % 2, frames.shape[1] + frames.shape[1] % 2
-            stream.pix_fmt = "yuv420p"
-            if codec == "libx264":
-                stream.options = {"crf": "12"}
-            for frame in frames:
-                frame = np.pad(frame, ((0, frame.shape[0] % 2), (0, frame.shape[1] % 2), (0, 0)), mode="edge")
-                container.mux(stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")))
-            container.mux(stream.encode())
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600 files
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path, ".mp4") as tmp, av.open(str(tmp), "w") as container:
+        codec = "libx264" if "libx264" in av.codecs_available else "mpeg4"
+        stream = container.add_stream(codec, rate=fps)
+        stream.width, stream.height = frames.shape[2] + frames.shape[2] % 2, frames.shape[1] + frames.shape[1] % 2
+        stream.pix_fmt = "yuv420p"
+        if codec == "libx264":
+            stream.options = {"crf": "12"}
+        for frame in frames:
+            frame = np.pad(frame, ((0, frame.shape[0] % 2), (0, frame.shape[1] % 2), (0, 0)), mode="edge")
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")))
+        container.mux(stream.encode())
