@@ -10,7 +10,8 @@ What one run does, in this order:
 1. Describes the machine: CPU model, MHz and flags from /proc/cpuinfo, physical cores, memory,
    library versions, and the FP32 peak = physical cores x clock x FP32 FLOP/cycle/core, where
    FLOP/cycle/core = SIMD lanes x 2 (FMA) x FMA units: AVX-512 (2 x 512-bit FMA) = 64,
-   AVX2 + FMA (2 x 256-bit FMA) = 32, AVX without FMA (one add + one mul port) = 16, SSE = 8.
+   AVX2 + FMA (2 x 256-bit FMA) = 32, AVX without FMA (one add + one mul port) = 16, SSE = 8;
+   plus a measured torch.mm rate (best of 7), a second denominator ("% GEMM").
 2. Builds the model (random weights from --seed, or --checkpoint), saves a checkpoint, counts
    FLOPs per video with torch.utils.flop_counter.FlopCounterMode (2 FLOPs per multiply-add;
    only convolutions and matrix products are counted) and exports it with the real exporter
@@ -24,8 +25,8 @@ What one run does, in this order:
    requests in flight (clients.triton.Connection, one per worker thread). Kinds: sample,
    plus encode and reconstruct (encode -> decode; on Triton the NAME_reconstruct ensemble)
    for encgan3 / avlae.
-4. An ONNX Runtime session-option sweep (--sweep, at --sweep-batch) and an ONNX Runtime
-   profile (per operator type and per node, with FLOPs from the node shapes) at
+4. An ONNX Runtime session-option sweep (--sweep, at --sweep-batches) and an ONNX Runtime
+   profile (per operator type, per module and per node, with FLOPs from the node shapes) at
    --profile-batch.
 5. TensorRT FP16/FP32 engines through export.tensorrt when TensorRT and a CUDA GPU are there
    (skipped with the reason otherwise).
@@ -33,7 +34,12 @@ What one run does, in this order:
    clips (no data loading), per --train-families x --train-presets.
 
 Every cell: --warmup calls first, then up to --repeats timed calls, stopped early once the
-cell has run --cell-budget-s seconds (never fewer than --min-repeats); n is recorded. Videos/s
+cell has run --cell-budget-s seconds (never fewer than --min-repeats); n is recorded. Each
+batch runs its paths in --passes alternating passes (A B C, then C B A: slow changes in the
+background load hit every path alike), the repeats split between them; the per-pass figures
+and ratios are kept. ONNX Runtime gets a new session per pass (one memory arena at a time) and
+its warm-up every pass; eager skips its warm-up when one call is predicted above
+--big-batch-warmup-s (PyTorch keeps no per-shape state). Videos/s
 = batch / median latency (serial paths) or videos done / wall time (concurrent Triton).
 p99 is numpy's linear-interpolated percentile of the n latencies: with small n it is ~ the
 maximum. Each cell also records os.getloadavg() before and after and the CPU cores it kept
@@ -466,11 +472,14 @@ def count_flops(module, args) -> tuple[int, dict]:
         parts = name.split(".")
         if len(parts) >= 4 and parts[1] == "model":   # <wrapper>.model.<network>.<child>...
             rel[".".join(parts[2:])] = int(sum(ops.values()))
+    # never-called containers (nn.ModuleList) have no entry of their own: their children stand in
+    tops = {k for k in rel if k.count(".") == 1}
+    tops |= {k for k in rel if k.count(".") == 2 and k.rsplit(".", 1)[0] not in rel}
     by_module = {}
-    for key, value in rel.items():
-        if key.count(".") != 1:
-            continue
-        children = {k: v for k, v in rel.items() if k.startswith(key + ".") and k.count(".") == 2}
+    for key in sorted(tops):
+        value = rel[key]
+        depth = key.count(".") + 1
+        children = {k: v for k, v in rel.items() if k.startswith(key + ".") and k.count(".") == depth}
         digits = all(k.rsplit(".", 1)[1].isdigit() for k in children)
         if children and (digits or value > 0.25 * total):
             by_module.update(children)           # ModuleList levels, or a big module split once more
@@ -1244,12 +1253,19 @@ def render_markdown(results: list[dict]) -> str:
         m, fl = r["model"], r["flops"]
         lines += [f"### {m['family']} / {m['preset']}", "",
                   f"`{r['command']}` — {r['started_at']}, {r['wall_s']} s wall; weights: {m['weights']}; "
-                  f"1-min load average {r['loadavg_start'][0]} at the start, {r['loadavg_end'][0]} at the end "
-                  f"(the machine has {cpu.get('physical_cores')} cores: other work was running).", ""]
+                  f"1-min load average {r['loadavg_start'][0]} at the start, {r['loadavg_end'][0]} at the end, on "
+                  f"{cpu.get('physical_cores')} cores (every cell's load and the cores it kept busy are in the "
+                  f"table).", ""]
         fl_parts = [f"{k} {v['gflop_per_video']} GFLOP/video" for k, v in fl.items() if isinstance(v, dict)]
         if "gflop_per_video_without_fsa" in fl.get("sample", {}):
             fl_parts.append(f"sample without F-SA {fl['sample']['gflop_per_video_without_fsa']} GFLOP/video")
-        lines += ["FLOPs: " + "; ".join(fl_parts) + f". {fl['counting']}.", ""]
+        lines += ["FLOPs: " + "; ".join(fl_parts) + f". {fl['counting']}."]
+        for kind in ("sample", "encode"):
+            by = (fl.get(kind) or {}).get("by_module") or {}
+            if by:
+                lines.append(f"{kind} GFLOP/video by module: " + ", ".join(
+                    f"{k} {v / 1e9:.2f}" for k, v in list(by.items())[:10]) + ".")
+        lines.append("")
         lines += ["| kind | path | batch | in flight | n | videos/s | p50 s | p99 s | GFLOP/s | % FP32 peak | % GEMM "
                   "| cores busy | videos/CPU-s | load before→after | = eager |",
                   "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|"]
