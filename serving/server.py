@@ -259,9 +259,14 @@ class TritonServer:
             self.log_file = self._workdir / "tritonserver.log"
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
 
+        taken = {getattr(self, n) for n in ("grpc_port", "http_port", "metrics_port")}
         for name in ("grpc_port", "http_port", "metrics_port"):
             if getattr(self, name) is None:
-                setattr(self, name, find_free_port(self._client_host))
+                port = find_free_port(self._client_host)
+                while port in taken:  # the OS may hand the same free port out twice in a row
+                    port = find_free_port(self._client_host)
+                taken.add(port)
+                setattr(self, name, port)
 
         args = [
             str(server_dir / "bin" / "tritonserver"),

@@ -180,7 +180,11 @@ def test_empty_or_missing_repository_is_refused(tmp_path):
 
 
 def test_cli_up_serves_and_stops_on_sigterm(tmp_path, tiny_repository):
-    ports = [find_free_port() for _ in range(3)]
+    ports: list[int] = []
+    while len(ports) < 3:  # three distinct ports (the OS may hand one out twice in a row)
+        port = find_free_port()
+        if port not in ports:
+            ports.append(port)
     log = tmp_path / "triton.log"
     process = subprocess.Popen(
         [sys.executable, "-m", "serving", "up", "--repository", str(tiny_repository),
@@ -219,7 +223,11 @@ def test_cli_up_serves_and_stops_on_sigterm(tmp_path, tiny_repository):
 def test_cli_up_reports_load_failure(tmp_path, tiny_repository):
     repo = tmp_path / "repo"
     build_tiny_repository_broken_only(repo, tiny_repository)
-    ports = [find_free_port() for _ in range(3)]
+    ports: list[int] = []
+    while len(ports) < 3:  # three distinct ports (the OS may hand one out twice in a row)
+        port = find_free_port()
+        if port not in ports:
+            ports.append(port)
     result = subprocess.run(
         [sys.executable, "-m", "serving", "up", "--repository", str(repo), "--grpc-port", str(ports[0]),
          "--http-port", str(ports[1]), "--metrics-port", str(ports[2]), "--log-file", str(tmp_path / "log")],
