@@ -182,6 +182,21 @@ def test_carphone_train_test():
     _check_clip(*dist[3], res=32)
 
 
+def test_interleaved_halves_of_one_video():
+    """even/odd: every second frame of the whole clip, disjoint, same content (metric floors)."""
+    full = build_dataset("carphone", split="all")
+    even = build_dataset("carphone", split="even", steps=(1,), length=4)
+    odd = build_dataset("carphone", split="odd", steps=(1,), length=4)
+    assert len(full.clip_frames) == 120 and len(even.clip_frames) == len(odd.clip_frames) == 60
+    assert np.array_equal(even.clip_frames, full.clip_frames[0::2])
+    assert np.array_equal(odd.clip_frames, full.clip_frames[1::2])
+    assert "interleaved" in even.describe()["split_rule"] and even.describe() != odd.describe()
+    _check_clip(*even[0])
+    for bad in ("moving-mnist", "pedestrians"):
+        with pytest.raises(ValueError, match="interleaved"):
+            build_dataset(bad, split="odd")
+
+
 @need_vtest
 def test_pedestrians_clips():
     ds = build_dataset("pedestrians", split="test", length=20)

@@ -9,7 +9,7 @@ import torch
 
 from train.models import build_model, make_config
 from train.models.flow import HornSchunckFlow, build_flow_estimator
-from train.models.layers import SpatialSelfAttention, TemporalSelfAttention
+from train.models.layers import FactorizedSelfAttention, SpatialSelfAttention, TemporalSelfAttention
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -125,6 +125,51 @@ def test_spatial_attention_mixes_only_within_a_frame():
     y[:, :, 1] += 1.0  # change frame 1 only
     diff = (sa(x) - sa(y)).abs().sum(dim=(0, 1, 3, 4))
     assert diff[1] > 0 and diff[[0, 2, 3]].max() < 1e-5
+
+
+def _reference_attention(sa, x, per_group, ungroup):
+    """SAGAN attention written out directly: 1x1x1 convs, regroup, softmax(q k^T) v, regroup back."""
+    q, k, v = (per_group(conv(x)) for conv in (sa.query, sa.key, sa.value))
+    out = torch.softmax(q @ k.transpose(1, 2), dim=-1) @ v
+    return sa.gamma * ungroup(out) + x
+
+
+def test_fsa_channels_last_equals_the_direct_formulation():
+    """F-SA runs on one channels-last copy with q/k/v as matrix products (for speed); it must be
+    the same function as T-SA then S-SA written directly, in values and in gradients."""
+    torch.manual_seed(0)
+    fsa = FactorizedSelfAttention(32, spectral=True)
+    fsa.temporal.gamma.data.fill_(0.7)
+    fsa.spatial.gamma.data.fill_(-0.4)
+    b, c, t, h, w = 2, 32, 4, 3, 5
+    x = torch.randn(b, c, t, h, w, requires_grad=True)
+
+    def reference(x):
+        y = _reference_attention(
+            fsa.temporal, x, lambda z: z.permute(0, 3, 4, 2, 1).reshape(b * h * w, t, -1),
+            lambda o: o.reshape(b, h, w, t, c).permute(0, 4, 3, 1, 2))
+        return _reference_attention(
+            fsa.spatial, y, lambda z: z.permute(0, 2, 3, 4, 1).reshape(b * t, h * w, -1),
+            lambda o: o.reshape(b, t, h, w, c).permute(0, 4, 1, 2, 3))
+
+    fsa.eval()  # fixed spectral-norm vectors, so both runs see the same weights
+    fast, ref = fsa(x), reference(x)
+    assert torch.allclose(fast, ref, atol=1e-5)
+    assert not torch.allclose(ref, x, atol=1e-2)  # the attention did change the features
+    params = [x] + [p for n, p in fsa.named_parameters() if "key.bias" not in n]  # key bias: zero grad
+    g_fast = torch.autograd.grad(fast.square().sum(), params)
+    g_ref = torch.autograd.grad(ref.square().sum(), params)
+    for a, r in zip(g_fast, g_ref):
+        assert torch.allclose(a, r, rtol=1e-4, atol=1e-4 * float(r.abs().max()))
+    # each attention alone too
+    temporal_only = _reference_attention(
+        fsa.temporal, x, lambda z: z.permute(0, 3, 4, 2, 1).reshape(b * h * w, t, -1),
+        lambda o: o.reshape(b, h, w, t, c).permute(0, 4, 3, 1, 2))
+    assert torch.allclose(fsa.temporal(x), temporal_only, atol=1e-5)
+    spatial_only = _reference_attention(
+        fsa.spatial, x, lambda z: z.permute(0, 2, 3, 4, 1).reshape(b * t, h * w, -1),
+        lambda o: o.reshape(b, t, h, w, c).permute(0, 4, 1, 2, 3))
+    assert torch.allclose(fsa.spatial(x), spatial_only, atol=1e-5)
 
 
 def test_conditional_g3an_label_joins_z_m():

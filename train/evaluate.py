@@ -5,6 +5,8 @@
     python -m train.evaluate --data D --videos DIR --num-videos N          # files from the client
     python -m train.evaluate --data D --vs-data D2 --num-videos N          # two data sets
     python -m train.evaluate --data D --vs-data D --vs-seed 1 --num-videos N  # resampling floor
+    python -m train.evaluate --data carphone --split even --vs-data carphone --vs-split odd \
+        --num-videos N                    # two disjoint halves (interleaved frames) of one video
     python -m train.evaluate --data D --untrained g3an:tiny --num-videos N # a freshly built model
 
 Prints one JSON object on stdout: every figure, where both video sets came from, the protocol of
@@ -60,6 +62,9 @@ def parse_args(argv=None):
     p.add_argument("--is-splits", type=int, default=1, help="also report IS mean/std over this many splits")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--seed", type=int, default=0, help="data clip seed and latent seed")
+    p.add_argument("--vs-split", default=None,
+                   help="split of the second real set (--vs-data; default --split). With single videos, "
+                        "--split even --vs-split odd compares the two interleaved halves")
     p.add_argument("--vs-seed", type=int, default=None,
                    help="clip seed of the second real set (--vs-data / --real-vs-real; default --seed). "
                         "--vs-data D --vs-seed 1 on D itself gives the resampling floor of D")
@@ -222,7 +227,8 @@ def evaluate(args) -> dict:
 
     # Set B.
     if args.real_vs_real or args.vs_data:
-        spec_b, split_b = (args.data, "test") if args.real_vs_real else (args.vs_data, args.split)
+        spec_b, split_b = ((args.data, "test") if args.real_vs_real
+                           else (args.vs_data, args.vs_split or args.split))
         seed_b = args.seed if args.vs_seed is None else args.vs_seed
         ds_b = _build_dataset(spec_b, split_b, resolution, args.frames, seed_b)
         src_b, make_b = _dataset_source(ds_b, n, bs)

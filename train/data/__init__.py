@@ -60,7 +60,9 @@ any other value: a path
     The papers' data sets (UvA-NEMO, Weizmann, KTH, MUG, UCF101) ship in no package: point spec at
     a local copy. An empty folder raises ValueError.
 
-split is "train", "test" or "all" (everything, as the papers train on whole data sets).
+split is "train", "test" or "all" (everything, as the papers train on whole data sets); single
+videos also have "even" and "odd" (every second frame from frame 0 / 1: two disjoint halves with
+the same content, for metric floors such as FVD between the two halves of carphone).
 
 Clip sampling (all sources): a time step drawn uniformly from ``steps`` (G3AN paper: 1-4, the
 official code {2, 3}), clamped to the largest step whose clip fits ((frames-1)*step+1 <= n_frames),
@@ -82,7 +84,8 @@ __all__ = ["build_dataset", "list_builtin", "VideoClipDataset", "VideoSkippedWar
            "MovingMNIST", "Pedestrians", "SingleVideo", "FolderVideos", "LRUCache",
            "DEFAULT_LENGTH", "item_rng", "sample_clip", "clear_cache"]
 
-SPLITS = ("train", "test", "all")
+SPLITS = ("train", "test", "all", "even", "odd")
+INTERLEAVED = ("even", "odd")  # single videos only: every second frame, from frame 0 or 1
 
 
 def list_builtin() -> list[str]:
@@ -111,6 +114,9 @@ def build_dataset(spec: str, resolution: int = 64, frames: int = 16, split: str 
         raise ValueError(f"length must be positive, not {length}")
     kw = dict(split=split, resolution=int(resolution), frames=int(frames), steps=steps,
               flip=bool(flip), seed=int(seed))
+    if split in INTERLEAVED and (spec == "moving-mnist" or os.path.isdir(os.path.expanduser(spec))):
+        raise ValueError(f"split {split!r} (interleaved frames of one video) is for single-video "
+                         f"sources (carphone, carphone-distorted, a video file), not {spec!r}")
     if spec in builtin_names():
         return build_builtin(spec, length=length, **kw)
     path = os.path.expanduser(spec)

@@ -91,9 +91,14 @@ def file_sha256(path: str) -> str:
     return _memoized(("sha256", path, os.path.getmtime(path)), compute, keep=64)
 
 
+INTERLEAVED_SPLITS = ("even", "odd")
+
+
 def time_split(n: int, split: str) -> tuple[int, int]:
+    """Frame range [a, b) of a split of one video. The interleaved splits (`even`, `odd`) take the
+    whole range; SingleVideo then keeps every second frame."""
     cut = int(n * TRAIN_FRACTION)
-    return {"train": (0, cut), "test": (cut, n), "all": (0, n)}[split]
+    return {"train": (0, cut), "test": (cut, n), "all": (0, n), "even": (0, n), "odd": (0, n)}[split]
 
 
 # ----------------------------------------------------------------------------- moving-mnist
@@ -176,7 +181,11 @@ class MovingMNIST(VideoClipDataset):
 
 class SingleVideo(VideoClipDataset):
     """Clips from one video held in memory (decoded once at the target size), split in time:
-    train = the first 80 % of the frames, test = the rest."""
+    train = the first 80 % of the frames, test = the rest.
+
+    Two more splits exist for metric floors: `even` and `odd` keep frames 0, 2, 4, ... and
+    1, 3, 5, ... of the whole video: two disjoint halves showing the same content and motion
+    (a clip's time step counts frames of the half, so step 1 is step 2 of the original)."""
 
     def __init__(self, path, *, name, spec, split, resolution, frames, steps, flip, seed, length,
                  extra=None):
@@ -184,14 +193,18 @@ class SingleVideo(VideoClipDataset):
         a, b = time_split(n, split)
         self.clip_frames = _memoized(("square", path, resolution, a, b),
                                      lambda: decode_video_square(path, resolution, a, b))
+        if split in INTERLEAVED_SPLITS:
+            self.clip_frames = self.clip_frames[INTERLEAVED_SPLITS.index(split)::2]
         if len(self.clip_frames) < frames:
             raise ValueError(f"{name}: the {split} split of {path} has {len(self.clip_frames)} "
                              f"frames, fewer than the {frames} a clip needs")
         super().__init__(
             name=name, spec=spec, split=split, resolution=resolution, frames=frames, steps=steps,
             flip=flip, seed=seed, length=length, sources=[path], videos=1,
-            extra={"source_sha256": file_sha256(path), "frame_range": [a, a + len(self.clip_frames)],
-                   "split_rule": "time: first 80 % of frames train, last 20 % test",
+            extra={"source_sha256": file_sha256(path), "frame_range": [a, b],
+                   "split_rule": ("interleaved: every second frame from frame "
+                                  f"{INTERLEAVED_SPLITS.index(split)}") if split in INTERLEAVED_SPLITS
+                   else "time: first 80 % of frames train, last 20 % test",
                    **(extra or {})})
 
     def _make(self, index, rng):
@@ -312,6 +325,9 @@ def build_builtin(spec: str, *, split, resolution, frames, steps, flip, seed,
     if spec == "moving-mnist":
         return MovingMNIST(**kw)
     if spec == "pedestrians":
+        if split in INTERLEAVED_SPLITS:
+            raise ValueError(f"split {split!r} (interleaved frames) is for carphone, "
+                             "carphone-distorted and single video files, not pedestrians")
         return Pedestrians(**kw)
     if spec == "carphone":
         return carphone("pristine", **kw)

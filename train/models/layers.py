@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 from torch.nn.utils import parametrize
 from torch.nn.utils.parametrizations import spectral_norm as _spectral_norm
 
@@ -109,6 +110,12 @@ def transposed_video_conv(cin: int, cout: int, ks: int, kt: int, ss: int, st: in
     return nn.Sequential(*layers)
 
 
+def pointwise(conv: nn.Conv3d, x: torch.Tensor) -> torch.Tensor:
+    """A 1×1×1 Conv3d applied to channels-last x [..., C] as a matrix product (same weights,
+    spectral norm included: reading `conv.weight` runs the parametrisation as conv(x) would)."""
+    return F.linear(x, conv.weight.flatten(1), conv.bias)
+
+
 class _SelfAttention1x1(nn.Module):
     """q, k (C → C/8) and v (C → C) 1×1×1 convs with a zero-initialised residual gain (SAGAN)."""
 
@@ -119,13 +126,35 @@ class _SelfAttention1x1(nn.Module):
         self.value = sn(nn.Conv3d(channels, channels, 1), spectral)
         self.gamma = nn.Parameter(torch.zeros(1))
 
-    @staticmethod
-    def _attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        """q, k: [N, L, C/8]; v: [N, L, C] → softmax(q kᵀ) v: [N, L, C] (softmax over keys).
+    def attend(self, x: torch.Tensor) -> torch.Tensor:
+        """x [N, L, C] (channels last) → gamma · softmax(q kᵀ) v + x, softmax over the L keys.
         SAGAN attention: no 1/√d scaling. (PyTorch's fused SDPA cannot take q/k narrower than v
         and was 3× slower on CPU with q, k zero-padded, so the plain form stays.)"""
+        q, k, v = pointwise(self.query, x), pointwise(self.key, x), pointwise(self.value, x)
         scores = torch.bmm(q, k.transpose(1, 2))
-        return torch.bmm(torch.softmax(scores, dim=-1), v)
+        return self.gamma * torch.bmm(torch.softmax(scores, dim=-1), v) + x
+
+
+def _channels_last(x: torch.Tensor) -> torch.Tensor:  # [B, C, T, H, W] → [B, T, H·W, C]
+    b, c, t, h, w = x.shape
+    # One 2-D transpose per video: the single-axis move ONNX Runtime has a fast kernel for
+    # (a 5-D permute to [B, H, W, T, C] took 4.7x as long on the paper64 F-SA input).
+    return x.reshape(b, c, t * h * w).transpose(1, 2).reshape(b, t, h * w, c)
+
+
+def _from_channels_last(y: torch.Tensor, shape: torch.Size) -> torch.Tensor:  # the inverse
+    b, c, t, h, w = shape
+    return y.reshape(b, t * h * w, c).transpose(1, 2).reshape(b, c, t, h, w)
+
+
+def _per_position(x: torch.Tensor) -> torch.Tensor:  # [B, C, T, H, W] → [B·H·W, T, C]
+    b, c, t, h, w = x.shape
+    return x.permute(0, 3, 4, 2, 1).reshape(b * h * w, t, c)
+
+
+def _per_frame(x: torch.Tensor) -> torch.Tensor:  # [B, C, T, H, W] → [B·T, H·W, C]
+    b, c, t, h, w = x.shape
+    return x.permute(0, 2, 3, 4, 1).reshape(b * t, h * w, c)
 
 
 class TemporalSelfAttention(_SelfAttention1x1):
@@ -135,19 +164,22 @@ class TemporalSelfAttention(_SelfAttention1x1):
         super().__init__(channels, spectral)
         self.official_view_quirk = official_view_quirk
 
+    def attend_over_time(self, x: torch.Tensor) -> torch.Tensor:
+        """x [B, T, L, C] (channels last, L = H·W positions) → the same layout, each position
+        attending over its T time steps. q/k/v are computed in x's layout and then viewed as
+        [B, L, T, ·]: moving whole C-vectors, much cheaper than transposing x itself."""
+        q, k, v = (pointwise(conv, x).transpose(1, 2) for conv in (self.query, self.key, self.value))
+        out = torch.softmax(q @ k.transpose(-1, -2), dim=-1) @ v                  # [B, L, T, C]
+        return self.gamma * out.transpose(1, 2) + x
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, t, h, w = x.shape
-
-        def per_position(y):  # [B, C', T, H, W] → [B·H·W, T, C']
-            return y.permute(0, 3, 4, 2, 1).reshape(b * h * w, t, y.shape[1])
-
-        out = self._attend(per_position(self.query(x)), per_position(self.key(x)), per_position(self.value(x)))
-        if self.official_view_quirk:
-            # The released code reads each position's (T, C) block back as (C, T).
-            out = out.reshape(b, h, w, c, t).permute(0, 3, 4, 1, 2)
-        else:
-            out = out.reshape(b, h, w, t, c).permute(0, 4, 3, 1, 2)
-        return self.gamma * out + x
+        if not self.official_view_quirk:
+            return _from_channels_last(self.attend_over_time(_channels_last(x)), x.shape)
+        # The released code reads each position's attended (T, C) block back as (C, T).
+        q, k, v = (_per_position(conv(x)) for conv in (self.query, self.key, self.value))
+        out = torch.bmm(torch.softmax(torch.bmm(q, k.transpose(1, 2)), dim=-1), v)
+        return self.gamma * out.reshape(b, h, w, c, t).permute(0, 3, 4, 1, 2) + x
 
 
 class SpatialSelfAttention(_SelfAttention1x1):
@@ -159,22 +191,22 @@ class SpatialSelfAttention(_SelfAttention1x1):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, t, h, w = x.shape
-
-        def per_frame(y):  # [B, C', T, H, W] → [B·T, H·W, C']
-            return y.permute(0, 2, 3, 4, 1).reshape(b * t, h * w, y.shape[1])
-
-        out = self._attend(per_frame(self.query(x)), per_frame(self.key(x)), per_frame(self.value(x)))
-        if self.official_view_quirk:
-            # The released code views the [B·T, HW, C] result as (B, H, W, C, T): it mixes
-            # time, space and channels. Kept only to load and match the released weights.
-            out = out.reshape(b, h, w, c, t).permute(0, 3, 4, 1, 2)
-        else:
-            out = out.reshape(b, t, h, w, c).permute(0, 4, 1, 2, 3)
-        return self.gamma * out + x
+        if not self.official_view_quirk:
+            return _from_channels_last(self.attend(_channels_last(x).reshape(b * t, h * w, c)), x.shape)
+        # The released code views the [B·T, HW, C] result as (B, H, W, C, T): it mixes
+        # time, space and channels. Kept only to load and match the released weights.
+        q, k, v = (_per_frame(conv(x)) for conv in (self.query, self.key, self.value))
+        out = torch.bmm(torch.softmax(torch.bmm(q, k.transpose(1, 2)), dim=-1), v)
+        return self.gamma * out.reshape(b, h, w, c, t).permute(0, 3, 4, 1, 2) + x
 
 
 class FactorizedSelfAttention(nn.Module):
-    """F-SA (G3AN §3.1, Fig. 4): temporal-wise SA followed by spatial-wise SA."""
+    """F-SA (G3AN §3.1, Fig. 4): temporal-wise SA followed by spatial-wise SA.
+
+    Both run on one channels-last copy of the features, [B, T, H·W, C], with q/k/v as matrix
+    products: one layout change in and one out instead of one per q/k/v/output per attention
+    (T-SA views its q/k/v per position, S-SA reads the layout as it is). Same function and parameters as running
+    `spatial(temporal(x))`, which the official-view quirk still does."""
 
     def __init__(self, channels: int, spectral: bool = True, official_view_quirk: bool = False):
         super().__init__()
@@ -182,7 +214,12 @@ class FactorizedSelfAttention(nn.Module):
         self.spatial = SpatialSelfAttention(channels, spectral, official_view_quirk)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.spatial(self.temporal(x))
+        if self.temporal.official_view_quirk:
+            return self.spatial(self.temporal(x))
+        b, c, t, h, w = x.shape
+        y = self.temporal.attend_over_time(_channels_last(x))                       # [B, T, H·W, C]
+        z = self.spatial.attend(y.reshape(b * t, h * w, c))                         # [B·T, H·W, C]
+        return _from_channels_last(z, x.shape)
 
 
 def leaky_mlp(dims: list[int], last_activation: bool = False, slope: float = 0.2,
