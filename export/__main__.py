@@ -69,7 +69,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--instances", type=int, default=1, help="instance_group count (default 1)")
     p.add_argument("--ort-threads", type=int, default=0,
                    help="cpu: ONNX Runtime intra-op threads per instance, config parameter "
-                        "ORT_INTRA_OP_THREADS (default 0 = auto: cores available, at most 4)")
+                        "ORT_INTRA_OP_THREADS (default 0 = auto: cores available, at most 4); used for "
+                        "one-video batches, and for all batches with --ort-batch-shards 1")
+    p.add_argument("--ort-batch-shards", type=int, default=0,
+                   help="cpu: split a batch into this many shards run side by side on one thread each, "
+                        "config parameter ORT_BATCH_SHARDS (default 0 = auto: one per core, at most 4; "
+                        "1 = off)")
     p.add_argument("--serve-versions", type=int, default=2,
                    help="version_policy latest N (default 2: the new and the previous version); 0 = all")
     p.add_argument("--no-warmup", action="store_true", help="leave model_warmup out of the configs")
@@ -125,6 +130,7 @@ def run(args: argparse.Namespace) -> dict:
         target=args.target, tensorrt=args.tensorrt, precision=args.precision,
         max_batch_size=args.max_batch_size, preferred_batch_sizes=tuple(args.preferred_batch_sizes),
         queue_delay_us=args.queue_delay_us, instances=args.instances, ort_intra_threads=args.ort_threads,
+        ort_batch_shards=args.ort_batch_shards,
         serve_versions=args.serve_versions, warmup=not args.no_warmup, replace=args.replace,
         trt_opt_batch=args.trt_opt_batch, trt_workspace_mib=args.trt_workspace_mib)
     options.validate()

@@ -70,6 +70,7 @@ class Options:
     instances: int = 1
     ort_intra_threads: int = 0               # cpu: 0 = auto (cores available, at most 4)
     ort_inter_threads: int = 1
+    ort_batch_shards: int = 0                # cpu: 0 = auto (one shard per core, at most 4); 1 = off
     serve_versions: int = 2                  # version_policy latest N; 0 = all
     warmup: bool = True
     replace: bool = False
@@ -90,7 +91,7 @@ class Options:
             raise ValueError(f"preferred batch sizes {bad} are outside 1..max_batch_size ({self.max_batch_size})")
         if self.queue_delay_us < 0 or self.instances < 1 or self.serve_versions < 0:
             raise ValueError("--queue-delay-us >= 0, --instances >= 1 and --serve-versions >= 0 are required")
-        if self.ort_intra_threads < 0 or self.ort_inter_threads < 0:
+        if self.ort_intra_threads < 0 or self.ort_inter_threads < 0 or self.ort_batch_shards < 0:
             raise ValueError("ONNX Runtime thread counts must be >= 0")
         if not 0 <= self.trt_opt_batch <= self.max_batch_size:
             raise ValueError(f"--trt-opt-batch must be 0..{self.max_batch_size}")
@@ -257,6 +258,7 @@ def build_config(plan: ModelPlan, options: Options):
         kind = mc.ModelInstanceGroup.KIND_CPU
         cfg.parameters["ORT_INTRA_OP_THREADS"].string_value = str(options.ort_intra_threads)
         cfg.parameters["ORT_INTER_OP_THREADS"].string_value = str(options.ort_inter_threads)
+        cfg.parameters["ORT_BATCH_SHARDS"].string_value = str(options.ort_batch_shards)
         cfg.parameters["ONNX_FILE"].string_value = "model.onnx"
     elif options.backend == "onnxruntime":
         cfg.backend = "onnxruntime"

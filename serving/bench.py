@@ -85,8 +85,12 @@ LIBRARIES = ("torch", "onnx", "onnxruntime", "numpy", "tritonclient", "nvidia-py
              "tensorrt")
 # ONNX Runtime session-option variants (names joined with '+' combine).
 ORT_VARIANTS = {
-    "served": "as the served model.py: ORT_ENABLE_ALL, intra-op threads = min(4, cores), inter-op 1, "
+    "served": "as the served model.py (its ShardedSession): a batch split into one shard per core "
+              "(at most 4), shards run side by side on one thread each; ORT_ENABLE_ALL, inter-op 1, "
               "sequential, memory pattern off, spinning on (ORT default)",
+    "one_session": "no sharding (ORT_BATCH_SHARDS=1): one session.run over the whole batch with "
+                   "intra-op threads = min(4, cores), as model.py did before the sharding; the other "
+                   "variants below modify this one",
     "mem_pattern": "enable_mem_pattern=True (ORT default; model.py before it turned it off)",
     "no_spin": "session.intra_op.allow_spinning=0 (worker threads sleep instead of spinning between ops)",
     "extended": "graph optimisation ORT_ENABLE_EXTENDED (no NCHWc layout transformation)",
@@ -490,7 +494,21 @@ def count_flops(module, args) -> tuple[int, dict]:
 
 # --------------------------------------------------------------------------------- ONNX Runtime
 
+def served_session_class():
+    """ShardedSession from export/templates/model.py: the in-process path runs the served code."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "export" / "templates" / "model.py"
+    spec = importlib.util.spec_from_file_location("videogan_served_model", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.ShardedSession
+
+
 def ort_session(path: str, variant: str = "served", profile_prefix: str | None = None):
+    """An ONNX Runtime session for `variant`: "served" is model.py's ShardedSession (the default
+    config: one shard per core, at most 4); every other variant is one plain session
+    ("one_session") with the named options changed. Profiling uses a plain session."""
     import onnxruntime as ort
 
     names = [v for v in variant.split("+") if v]
@@ -501,6 +519,9 @@ def ort_session(path: str, variant: str = "served", profile_prefix: str | None =
         cores = len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover
         cores = os.cpu_count() or 1
+    if names == ["served"] and not profile_prefix:
+        auto = max(1, min(4, cores))                          # model.py's "auto"
+        return served_session_class()(path, shards=auto, intra=auto, inter=1)
     options = ort.SessionOptions()
     options.intra_op_num_threads = max(1, min(4, cores))     # export/templates/model.py "auto"
     options.inter_op_num_threads = 1
@@ -786,7 +807,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--ort-variants", type=_str_list, default=["served"],
                    help="ONNX Runtime session options timed at every batch (default served); known: "
                         + ", ".join(ORT_VARIANTS))
-    p.add_argument("--sweep", type=_str_list, default=["served", "mem_pattern", "no_spin", "extended", "parallel"],
+    p.add_argument("--sweep", type=_str_list,
+                   default=["served", "one_session", "mem_pattern", "no_spin", "extended", "parallel"],
                    help="session-option variants compared at --sweep-batches, the first is the baseline "
                         "(default served,mem_pattern,no_spin,extended,parallel; '' to skip). Each gets two "
                         "warm-up calls: with a memory pattern ONNX Runtime needs two calls per new shape")

@@ -492,6 +492,32 @@ def test_model_py_validates_and_batches_requests(good_repository, monkeypatch):
     assert "ONNX Runtime failed" in response.error.message
 
 
+def test_sharded_session_equals_one_session(good_repository, monkeypatch):
+    """model.py splits a batch into one shard per core run side by side; the videos must be the
+    ones a single session.run over the whole batch gives, for any batch size and shard count."""
+    monkeypatch.setitem(sys.modules, "triton_python_backend_utils", _FakePbUtils("triton_python_backend_utils"))
+    spec = importlib.util.spec_from_file_location("videogan_model_py", good_repository / "e_sample" / "1" / "model.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    path = str(good_repository / "e_sample" / "1" / "model.onnx")
+    one = module.ShardedSession(path, shards=1, intra=1)
+    rng = np.random.default_rng(0)
+    for shards in (2, 3):
+        sharded = module.ShardedSession(path, shards=shards)
+        shard_sizes = []
+        real = sharded.narrow.run
+        sharded.narrow = types.SimpleNamespace(
+            run=lambda names, feed: shard_sizes.append(len(feed["z_a"])) or real(names, feed))
+        for batch in (1, 2, 5):
+            feed = {"z_a": rng.standard_normal((batch, 128)).astype(np.float32),
+                    "z_m": rng.standard_normal((batch, 10)).astype(np.float32)}
+            (video,) = sharded.run(["video"], feed)
+            assert np.array_equal(video, one.run(["video"], feed)[0])
+        # batch 1 ran whole; 2 and 5 were cut into min(shards, batch) nearly equal shards
+        assert sorted(shard_sizes) == sorted([1, 1] + ([2, 3] if shards == 2 else [1, 2, 2]))
+        sharded.close()
+
+
 # --- TensorRT: complete code, exercised where TensorRT and a GPU exist ----------------------------
 
 def _tensorrt_ready() -> bool:
