@@ -28,7 +28,7 @@ if __package__ in (None, ""):  # pragma: no cover - run as a file
 
 from export.onnx_export import DEFAULT_OPSET, RECONSTRUCT_MAP, RECONSTRUCT_OUTPUT, ExportError, Tensor  # noqa: E402
 from export.parity import DEFAULT_BATCHES, ParityError, Tolerance  # noqa: E402
-from export.repository import (KINDS, ModelPlan, Options, RepositoryError, check_name, conflicts,  # noqa: E402
+from export.repository import (ENSEMBLE_KEEP, KINDS, ModelPlan, Options, RepositoryError, check_name, conflicts,  # noqa: E402
                                model_name, next_version, python_backend_files, read_existing,
                                sha256_bytes, sha256_file, staging_parent, tool_versions, write_models)
 
@@ -307,7 +307,8 @@ def _reconstruct_plan(name: str, family: str, specs: dict, report: dict) -> Mode
              "ensemble": {"steps": steps, "note": "encgan3 decodes the means z_a_mean, z_m_mean"
                           if family == "encgan3" else "avlae decodes w_a, w_m"}}
     return ModelPlan(model_name(name, "reconstruct"), "reconstruct", [video_in, *extra],
-                     [Tensor(RECONSTRUCT_OUTPUT, video_out.dtype, video_out.dims)], {}, entry, steps=steps)
+                     [Tensor(RECONSTRUCT_OUTPUT, video_out.dtype, video_out.dims)], {ENSEMBLE_KEEP: b""}, entry,
+                     steps=steps)
 
 
 def _conflict_message(repository: Path, name: str, problems: list[str]) -> str:

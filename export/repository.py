@@ -9,7 +9,9 @@ Layout written for one export name NAME (see model_repository/README.md):
     <repository>/NAME_sample/<N>/model.py       --target cpu: python-backend runner (ONNX Runtime)
     <repository>/NAME_sample/<N>/model.plan     --target gpu --tensorrt: TensorRT engine
     <repository>/NAME_{encode,decode}/...       encoder families, same layout
-    <repository>/NAME_reconstruct/config.pbtxt  ensemble encode -> decode; <N>/ is empty
+    <repository>/NAME_reconstruct/config.pbtxt  ensemble encode -> decode; <N>/ holds only
+                                                 ENSEMBLE_KEEP (git drops empty folders, and
+                                                 Triton needs the version folder)
 
 Versions: every export adds version N = 1 + the highest version of any NAME_* model, to every
 NAME_* model, so "version N" is one checkpoint across sample/encode/decode/reconstruct. Older
@@ -127,6 +129,11 @@ class ModelPlan:
     @property
     def is_ensemble(self) -> bool:
         return self.steps is not None
+
+
+# The only file of an ensemble's version folder: Triton reads nothing there but needs the folder,
+# and git (a repository committed like model_repository/) does not keep an empty one.
+ENSEMBLE_KEEP = ".gitkeep"
 
 
 def check_name(name: str) -> str:

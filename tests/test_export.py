@@ -11,6 +11,7 @@ import importlib.util
 import json
 import os
 import shutil
+import subprocess
 import sys
 import types
 from pathlib import Path
@@ -373,6 +374,19 @@ def _broken_copy(good, tmp_path, edit):
 def test_check_accepts_the_export(good_repository, capsys):
     assert check_main([str(good_repository)]) == 0
     assert "OK (4 models" in capsys.readouterr().out
+
+
+def test_repository_survives_git_clone(good_repository, tmp_path):
+    """The committed demo repository is used from fresh clones: git keeps no empty folder, so
+    every version folder (ensembles too) must hold a file, and the clone must pass the check."""
+    work = tmp_path / "work"
+    shutil.copytree(good_repository, work / "repo")
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-c", "init.defaultBranch=main"]
+    for args in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "repo"]):
+        subprocess.run(git + args, cwd=work, check=True, capture_output=True)
+    subprocess.run(["git", "clone", "-q", str(work), str(tmp_path / "clone")], check=True, capture_output=True)
+    assert (tmp_path / "clone" / "repo" / "e_reconstruct" / "1" / ".gitkeep").is_file()
+    assert check_main([str(tmp_path / "clone" / "repo")]) == 0
 
 
 def test_check_reports_changed_files(good_repository, tmp_path):
