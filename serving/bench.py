@@ -56,6 +56,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as _dt
+import functools
 import glob
 import importlib.metadata
 import json
@@ -494,6 +495,7 @@ def count_flops(module, args) -> tuple[int, dict]:
 
 # --------------------------------------------------------------------------------- ONNX Runtime
 
+@functools.lru_cache(maxsize=1)
 def served_session_class():
     """ShardedSession from export/templates/model.py: the in-process path runs the served code."""
     import importlib.util

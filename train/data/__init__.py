@@ -74,8 +74,8 @@ from __future__ import annotations
 
 import os
 
-from .builtin import (DEFAULT_LENGTH, MovingMNIST, Pedestrians, SingleVideo, build_builtin,
-                      builtin_names, clear_cache)
+from .builtin import (DEFAULT_LENGTH, INTERLEAVED_SPLITS, SINGLE_VIDEO_BUILTINS, MovingMNIST, Pedestrians,
+                      SingleVideo, build_builtin, builtin_names, clear_cache)
 from .core import LRUCache, VideoClipDataset, VideoSkippedWarning, item_rng, sample_clip
 from .decode import VIDEO_EXTS, probe_video
 from .folder import FolderVideos
@@ -84,8 +84,7 @@ __all__ = ["build_dataset", "list_builtin", "VideoClipDataset", "VideoSkippedWar
            "MovingMNIST", "Pedestrians", "SingleVideo", "FolderVideos", "LRUCache",
            "DEFAULT_LENGTH", "item_rng", "sample_clip", "clear_cache"]
 
-SPLITS = ("train", "test", "all", "even", "odd")
-INTERLEAVED = ("even", "odd")  # single videos only: every second frame, from frame 0 or 1
+SPLITS = ("train", "test", "all", *INTERLEAVED_SPLITS)
 
 
 def list_builtin() -> list[str]:
@@ -114,9 +113,10 @@ def build_dataset(spec: str, resolution: int = 64, frames: int = 16, split: str 
         raise ValueError(f"length must be positive, not {length}")
     kw = dict(split=split, resolution=int(resolution), frames=int(frames), steps=steps,
               flip=bool(flip), seed=int(seed))
-    if split in INTERLEAVED and (spec == "moving-mnist" or os.path.isdir(os.path.expanduser(spec))):
+    if split in INTERLEAVED_SPLITS and not (spec in SINGLE_VIDEO_BUILTINS
+                                            or os.path.isfile(os.path.expanduser(spec))):
         raise ValueError(f"split {split!r} (interleaved frames of one video) is for single-video "
-                         f"sources (carphone, carphone-distorted, a video file), not {spec!r}")
+                         f"sources ({', '.join(SINGLE_VIDEO_BUILTINS)}, a video file), not {spec!r}")
     if spec in builtin_names():
         return build_builtin(spec, length=length, **kw)
     path = os.path.expanduser(spec)

@@ -131,8 +131,12 @@ class _SelfAttention1x1(nn.Module):
         SAGAN attention: no 1/√d scaling. (PyTorch's fused SDPA cannot take q/k narrower than v
         and was 3× slower on CPU with q, k zero-padded, so the plain form stays.)"""
         q, k, v = pointwise(self.query, x), pointwise(self.key, x), pointwise(self.value, x)
-        scores = torch.bmm(q, k.transpose(1, 2))
-        return self.gamma * torch.bmm(torch.softmax(scores, dim=-1), v) + x
+        return self.gamma * _attention(q, k, v) + x
+
+
+def _attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """softmax(q kᵀ) v over the last two axes (softmax over the keys); leading axes are batch."""
+    return torch.softmax(q @ k.transpose(-1, -2), dim=-1) @ v
 
 
 def _channels_last(x: torch.Tensor) -> torch.Tensor:  # [B, C, T, H, W] → [B, T, H·W, C]
@@ -169,8 +173,7 @@ class TemporalSelfAttention(_SelfAttention1x1):
         attending over its T time steps. q/k/v are computed in x's layout and then viewed as
         [B, L, T, ·]: moving whole C-vectors, much cheaper than transposing x itself."""
         q, k, v = (pointwise(conv, x).transpose(1, 2) for conv in (self.query, self.key, self.value))
-        out = torch.softmax(q @ k.transpose(-1, -2), dim=-1) @ v                  # [B, L, T, C]
-        return self.gamma * out.transpose(1, 2) + x
+        return self.gamma * _attention(q, k, v).transpose(1, 2) + x              # [B, L, T, C] → [B, T, L, C]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, t, h, w = x.shape
@@ -178,8 +181,7 @@ class TemporalSelfAttention(_SelfAttention1x1):
             return _from_channels_last(self.attend_over_time(_channels_last(x)), x.shape)
         # The released code reads each position's attended (T, C) block back as (C, T).
         q, k, v = (_per_position(conv(x)) for conv in (self.query, self.key, self.value))
-        out = torch.bmm(torch.softmax(torch.bmm(q, k.transpose(1, 2)), dim=-1), v)
-        return self.gamma * out.reshape(b, h, w, c, t).permute(0, 3, 4, 1, 2) + x
+        return self.gamma * _attention(q, k, v).reshape(b, h, w, c, t).permute(0, 3, 4, 1, 2) + x
 
 
 class SpatialSelfAttention(_SelfAttention1x1):
@@ -196,8 +198,7 @@ class SpatialSelfAttention(_SelfAttention1x1):
         # The released code views the [B·T, HW, C] result as (B, H, W, C, T): it mixes
         # time, space and channels. Kept only to load and match the released weights.
         q, k, v = (_per_frame(conv(x)) for conv in (self.query, self.key, self.value))
-        out = torch.bmm(torch.softmax(torch.bmm(q, k.transpose(1, 2)), dim=-1), v)
-        return self.gamma * out.reshape(b, h, w, c, t).permute(0, 3, 4, 1, 2) + x
+        return self.gamma * _attention(q, k, v).reshape(b, h, w, c, t).permute(0, 3, 4, 1, 2) + x
 
 
 class FactorizedSelfAttention(nn.Module):
@@ -205,8 +206,8 @@ class FactorizedSelfAttention(nn.Module):
 
     Both run on one channels-last copy of the features, [B, T, H·W, C], with q/k/v as matrix
     products: one layout change in and one out instead of one per q/k/v/output per attention
-    (T-SA views its q/k/v per position, S-SA reads the layout as it is). Same function and parameters as running
-    `spatial(temporal(x))`, which the official-view quirk still does."""
+    (T-SA views its q/k/v per position, S-SA reads the layout as it is). Same function and
+    parameters as running `spatial(temporal(x))`, which the official-view quirk still does."""
 
     def __init__(self, channels: int, spectral: bool = True, official_view_quirk: bool = False):
         super().__init__()
