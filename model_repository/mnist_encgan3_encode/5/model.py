@@ -7,8 +7,8 @@ same graph the GPU target serves with Triton's onnxruntime backend. It:
   sizes vary) through a ShardedSession: a batch of at least two videos is cut into one shard
   per core and the shards run side by side, each on one thread, in one session (ORT runs
   concurrent calls of a session safely); a single video runs on all cores at once. On 2 cores
-  this was ~1.5x the throughput of one session with 2 intra-op threads (G3AN paper64, batch
-  8), because one op's threads wait for each other and two shards do not.
+  this was 1.08x the throughput of one session with 2 intra-op threads (G3AN paper64, batch 8:
+  one op's threads wait for each other at every op, two shards do not; see BENCHMARKS.md).
   Config parameters: ORT_BATCH_SHARDS ("auto" = the cores this process may use, at most 4;
   "1" = no sharding: one session.run on ORT_INTRA_OP_THREADS threads, "auto" likewise),
   ORT_INTER_OP_THREADS (default 1), ONNX_FILE (default model.onnx);
