@@ -4,10 +4,18 @@ A checkpoint is one `torch.save` file holding the family, preset and full model 
 rebuilds without flags), every network's weights, the optimizers, the step, all RNG states and
 the training data's provenance. It is written to a temporary file in the same folder, flushed
 and fsynced, then renamed over the old one, so a crash never leaves a half-written checkpoint.
+
+Reading never runs code from the file: ``torch.load(weights_only=True)`` takes tensors and
+plain data only (what a checkpoint holds: RNG states are tensors, metadata is JSON-like), and
+refuses a pickled callable. Its archive is checked first (CRC-32 of every part), because
+torch.load reads damaged tensor bytes without a word. Every failure is one ValueError line.
 """
 from __future__ import annotations
 
 import os
+import pickle
+import re
+import zipfile
 from pathlib import Path
 
 import torch
@@ -25,14 +33,38 @@ def atomic_torch_save(obj, path: str | Path) -> None:
         os.fsync(f.fileno())
 
 
+def _check_archive(path: Path) -> None:
+    """torch.save writes a zip: refuse one cut short (no central directory) or with a damaged part."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            damaged = archive.testzip()
+    except (zipfile.BadZipFile, OSError) as error:
+        raise ValueError(f"{path} is truncated or not a checkpoint ({error}); it was not used") from error
+    if damaged is not None:
+        raise ValueError(f"{path} is corrupt: its part {damaged} fails the CRC-32 check (a damaged copy or disk); "
+                         "it was not used")
+
+
+def _first_line(error: BaseException) -> str:
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else type(error).__name__
+
+
 def read_checkpoint(path: str | Path) -> dict:
+    """The checkpoint's dict, loaded without running code from it; ValueError (one line) if it cannot be."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
+    _check_archive(path)
     try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:  # weights_only refused a pickled object (or the pickle is broken)
+        found = re.search(r"GLOBAL ([\w.]+)", str(error))
+        what = f"a pickled {found.group(1)}" if found else f"a pickle torch will not load safely ({_first_line(error)})"
+        raise ValueError(f"{path} was refused: it holds {what}, which could run code when loaded; a videogan "
+                         "checkpoint holds only tensors and plain data") from error
     except Exception as error:
-        raise ValueError(f"{path} is not a readable videogan checkpoint: {error}") from error
+        raise ValueError(f"{path} is not a readable videogan checkpoint: {_first_line(error)}") from error
     if not isinstance(state, dict) or state.get("family") not in FAMILIES or "model" not in state:
         raise ValueError(f"{path} is not a videogan checkpoint (no family/model entries)")
     return state
