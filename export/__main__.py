@@ -61,6 +61,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="gpu: build tensorrt_plan engines here (needs TensorRT and the serving GPU)")
     p.add_argument("--precision", choices=("FP16", "FP32"), default="FP16",
                    help="gpu: TensorRT precision of the accelerator / engines (default FP16)")
+    p.add_argument("--quality", help="a JSON file of the model's measured quality (python -m train.quality "
+                                     "--output): copied into every manifest as 'quality'")
     p.add_argument("--max-batch-size", type=int, default=8, help="config max_batch_size (default 8)")
     p.add_argument("--preferred-batch-sizes", type=_int_list, default=(),
                    help="dynamic_batching preferred sizes, e.g. 4,8 (default: max/2 and max)")
@@ -146,6 +148,7 @@ def run(args: argparse.Namespace) -> dict:
     # 1. cheap checks first: nothing is computed for an export that cannot be written
     if not checkpoint.is_file():
         raise FileNotFoundError(f"checkpoint not found: {checkpoint}")
+    quality = read_quality(args.quality) if args.quality else None
     staging_parent(repository)
     if options.tensorrt:
         if args.trt_builder == "python":
@@ -265,6 +268,7 @@ def run(args: argparse.Namespace) -> dict:
         "latent_dims": {"z_a": model.z_a_dim, "z_m": model.z_m_dim, "num_classes": model.num_classes},
         "checkpoint": _checkpoint_entry(checkpoint, meta),
         "metrics": meta.get("metrics"),
+        "quality": quality,
         "target": options.target, "backend": options.backend,
         "export_options": {**options.to_json(), "opset": args.opset, "parity_batches": batches,
                            "tolerance": tolerance.to_json()},
@@ -288,6 +292,14 @@ def run(args: argparse.Namespace) -> dict:
         "parity": {model_name(name, k): _parity_figures(r) for k, r in parity.items()},
     }
     return summary
+
+
+def read_quality(path: str) -> list:
+    """The JSON lines `python -m train.quality --output` wrote (figures of the model and floors)."""
+    try:
+        return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+    except (OSError, json.JSONDecodeError) as error:
+        raise ValueError(f"--quality {path}: not a file of JSON lines ({error})") from error
 
 
 def _reconstruct_plan(name: str, family: str, specs: dict, report: dict) -> ModelPlan:

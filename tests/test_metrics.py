@@ -289,7 +289,7 @@ class _TinyClips(torch.utils.data.Dataset):
 @pytest.fixture
 def tiny_data(monkeypatch, tmp_path):
     import train.evaluate as ev
-    monkeypatch.setattr(ev, "_build_dataset", lambda spec, split, res, frames, seed:
+    monkeypatch.setattr(ev, "_build_dataset", lambda spec, split, res, frames, seed, steps=None:
                         _TinyClips(spec, split, 32, frames, seed))
     monkeypatch.setenv("VIDEOGAN_CACHE", str(tmp_path / "cache"))
     return ev

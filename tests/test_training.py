@@ -87,3 +87,21 @@ def test_torchrun_two_cpu_processes_with_gloo(tmp_path):
     assert [r["step"] for r in losses(out)] == [1, 2]  # only rank 0 writes
     model, meta = load_for_inference(out / "checkpoint.pt")
     assert meta["step"] == 2
+
+
+def test_eval_every_logs_a_learning_curve_point(tmp_path):
+    """--eval-every measures the model on the held-out split (FVD and, for an encoder family, the
+    reconstruction PSNR/SSIM against the baselines) into losses.jsonl, without changing the losses."""
+    out = tmp_path / "e"
+    result = run(["--model", "encgan3", *FAST, *NO_FSA, "--unconditional", "--frame-steps", "1", "--steps", "2",
+                  "--eval-every", "2", "--eval-videos", "2", "--out", str(out)],
+                 env={**os.environ, "VIDEOGAN_CACHE": str(tmp_path / "cache")})
+    assert result.returncode == 0, result.stderr[-3000:]
+    logged = losses(out)
+    evals = [r for r in logged if "eval" in r]
+    assert [r["step"] for r in evals] == [2]
+    figures = evals[0]["eval"]
+    assert figures["fvd"] > 0 and figures["num_videos"] == 2
+    rec = figures["reconstruction"]
+    assert rec["clips"] == 2 and set(rec) >= {"reconstruction", "black", "mean_frame", "psnr_margin_db"}
+    assert [r["step"] for r in logged if "eval" not in r] == [1, 2]

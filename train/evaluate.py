@@ -58,6 +58,9 @@ def parse_args(argv=None):
                    help="real clip size (default: the model's, else 64)")
     p.add_argument("--frames", type=int, default=None,
                    help="frames per real clip (default: the model's, else 16, the FVD protocol)")
+    p.add_argument("--frame-steps", default=None,
+                   help="time steps of the real clips, e.g. 1 or 1,2,3,4 (default: the checkpoint's training "
+                        "data's, else 1,2,3,4)")
     p.add_argument("--fid-frames", type=int, default=4, help="frames per clip used for frame FID (default 4)")
     p.add_argument("--is-splits", type=int, default=1, help="also report IS mean/std over this many splits")
     p.add_argument("--batch-size", type=int, default=8)
@@ -86,12 +89,9 @@ def parse_args(argv=None):
 
 
 # ----------------------------------------------------------------------------- sources
-def _build_dataset(spec, split, resolution, frames, seed):
-    try:
-        from train.data import build_dataset
-    except ImportError as e:  # pragma: no cover - only while train.data is being written
-        raise SystemExit(f"train.evaluate: cannot import train.data.build_dataset ({e})")
-    return build_dataset(spec, resolution=resolution, frames=frames, split=split, steps=(1, 2, 3, 4),
+def _build_dataset(spec, split, resolution, frames, seed, steps=(1, 2, 3, 4)):
+    from train.data import build_dataset
+    return build_dataset(spec, resolution=resolution, frames=frames, split=split, steps=steps,
                          flip=False, seed=seed)
 
 
@@ -199,6 +199,8 @@ def evaluate(args) -> dict:
             bundle, meta = load_for_inference(args.checkpoint)
             fake_meta = {"kind": "checkpoint", "path": str(args.checkpoint),
                          "family": meta.get("family"), "preset": meta.get("preset"), "step": meta.get("step")}
+            if args.frame_steps is None and meta.get("data", {}).get("steps"):
+                args.frame_steps = ",".join(str(s) for s in meta["data"]["steps"])
         else:
             from train.models import build_model
             fam, _, preset = args.untrained.partition(":")
@@ -215,13 +217,14 @@ def evaluate(args) -> dict:
                          output="float [-1,1] clamped, quantized to 8 bits like a saved video")
     resolution = args.resolution or 64
     args.frames = args.frames or 16
+    steps = tuple(int(s) for s in (args.frame_steps or "1,2,3,4").split(","))
 
     nets, notes = build_nets(args, warn_list)  # I3D / Inception load on first use (not at all if cached)
     use_cache = not args.no_cache
     progress = not args.no_progress
 
     # Set A: the real data (cached).
-    real_ds = _build_dataset(args.data, args.split, resolution, args.frames, args.seed)
+    real_ds = _build_dataset(args.data, args.split, resolution, args.frames, args.seed, steps)
     src_a, make_a = _dataset_source(real_ds, n, bs)
     feats_a, info_a = features_cached(nets, src_a, n, make_a, f"real {args.data}:{args.split}", use_cache, progress)
 
@@ -230,7 +233,7 @@ def evaluate(args) -> dict:
         spec_b, split_b = ((args.data, "test") if args.real_vs_real
                            else (args.vs_data, args.vs_split or args.split))
         seed_b = args.seed if args.vs_seed is None else args.vs_seed
-        ds_b = _build_dataset(spec_b, split_b, resolution, args.frames, seed_b)
+        ds_b = _build_dataset(spec_b, split_b, resolution, args.frames, seed_b, steps)
         src_b, make_b = _dataset_source(ds_b, n, bs)
         feats_b, info_b = features_cached(nets, src_b, n, make_b, f"real {spec_b}:{split_b}", use_cache, progress)
         meta_b = src_b
@@ -263,7 +266,8 @@ def evaluate(args) -> dict:
 
     protocol = {
         "num_videos": {"real": n, "fake": _rows(feats_b, nets)},
-        "clip": {"frames": args.frames, "resolution": resolution, "real_split": args.split, "seed": args.seed},
+        "clip": {"frames": args.frames, "resolution": resolution, "steps": list(steps), "real_split": args.split,
+                 "seed": args.seed},
         "frechet": ("||mu1-mu2||^2 + Tr(S1 + S2 - 2 (S1 S2)^1/2), float64, unbiased covariances; trace term "
                     "exactly from singular values / symmetric eigenvalues (train.metrics.frechet)"),
         "recommended_sample_sizes": RECOMMENDED,

@@ -9,9 +9,14 @@ EncGAN3 (§4, Eq. 1–4): per iteration D (Eq. 3 and 4: real vs. reconstruction 
 vs. generation from prior noise), then the encoder (Eq. 1: reconstruction of the first frame and
 of every frame + KL of both streams to N(0, I)), then G re-run on the SAME videos with the updated
 encoder and the same noise (Eq. 2: non-saturating adversarial terms for reconstructions and prior
-samples, on frames (D_I) and videos (D_V), plus the reconstruction terms). The paper's ‖·‖ has no
-stated norm: we use the mean absolute error per frame, summed over the frames as Eq. 1 sums them
-(`recon="l1"`, or "l2"); the KL is summed over latent dimensions; both are averaged over the batch.
+samples, on frames (D_I) and videos (D_V), plus the reconstruction terms). The paper writes ‖·‖
+for the error of a whole frame without naming the norm: we use its L1 norm (`recon="l1"`; "l2" is
+the squared L2 norm), i.e. the error SUMMED over the frame's pixels and channels, summed over the
+frames as Eq. 1 sums them, and the KL summed over latent dimensions — so both sides of Eq. 1 are
+sums, as in a VAE's evidence bound. `recon_reduction="mean"` (per-pixel mean per frame, what this
+project used first) makes the reconstruction ~10⁴ times weaker against the KL: the posterior then
+collapsed to the prior (KL 0.47 nats over 138 dimensions after 200 steps) and encoded nothing.
+Both terms are averaged over the batch.
 
 AVLAE (Algorithm 1, K1 = K2 = 1): step I updates (E_M*, D_V) and (E_A, D_I) with the adversarial
 losses of Eq. 8–9; step II updates F_A, F_M, G (non-saturating form of the same losses); step III
@@ -24,7 +29,8 @@ passed in, which the trainer seeds from (seed, step, rank): a resumed run draws 
 uninterrupted one would.
 
 Conditional models: generated videos take the labels of the real batch, so real and fake class
-frequencies match; the losses stay plain BCE (no auxiliary classifier).
+frequencies match; the losses stay plain BCE (no auxiliary classifier). Both discriminators are
+called with the label; each uses it as its `d_condition` says (D_I ignores it unless projection).
 """
 from __future__ import annotations
 
@@ -42,6 +48,7 @@ class RecipeOptions:
     lr: float = 2e-4
     betas: tuple[float, float] = (0.5, 0.999)
     recon: str = "l1"            # EncGAN3 reconstruction norm
+    recon_reduction: str = "sum"  # EncGAN3: per-frame error summed over pixels (the norm) or "mean"
     kl_weight: float = 1.0       # EncGAN3
     k1: float = 1.0              # AVLAE motion latent reconstruction weight
     k2: float = 1.0              # AVLAE appearance latent reconstruction weight
@@ -101,7 +108,7 @@ def g3an_step(nets, opt, real, onehot, gen, cfg, opts) -> dict[str, float]:
     fake = G(_noise(b, cfg.z_a_dim, gen, dev), _noise(b, cfg.z_m_dim, gen, dev), onehot)
 
     loss_dv = bce(DV(real, onehot), 1.0) + bce(DV(fake.detach(), onehot), 0.0)
-    loss_di = bce(DI(_frame(real, gen)), 1.0) + bce(DI(_frame(fake.detach(), gen)), 0.0)
+    loss_di = bce(DI(_frame(real, gen), onehot), 1.0) + bce(DI(_frame(fake.detach(), gen), onehot), 0.0)
     opt["d_video"].zero_grad(set_to_none=True)
     opt["d_image"].zero_grad(set_to_none=True)
     loss_dv.backward()
@@ -110,17 +117,18 @@ def g3an_step(nets, opt, real, onehot, gen, cfg, opts) -> dict[str, float]:
     opt["d_image"].step()
 
     loss_g_video = bce(DV(fake, onehot), 1.0)
-    loss_g_image = bce(DI(_frame(fake, gen)), 1.0)
+    loss_g_image = bce(DI(_frame(fake, gen), onehot), 1.0)
     _step(opt["g"], loss_g_video + loss_g_image)
     return {"d_video": loss_dv.item(), "d_image": loss_di.item(),
             "g_video": loss_g_video.item(), "g_image": loss_g_image.item()}
 
 
 # --- EncGAN3 ----------------------------------------------------------------------------------
-def _reconstruction(real: torch.Tensor, recon: torch.Tensor, norm: str) -> torch.Tensor:
-    """Eq. 1's two terms: first frame, plus every frame; per-frame mean error, mean over batch."""
-    err = (real - recon).abs() if norm == "l1" else (real - recon).pow(2)
-    per_frame = err.mean(dim=(1, 3, 4))                       # [B, T]
+def _reconstruction(real: torch.Tensor, recon: torch.Tensor, opts: RecipeOptions) -> torch.Tensor:
+    """Eq. 1's two terms: first frame, plus every frame; each frame's error is its norm (sum over
+    pixels and channels) or, with recon_reduction="mean", its per-pixel mean; mean over batch."""
+    err = (real - recon).abs() if opts.recon == "l1" else (real - recon).pow(2)
+    per_frame = err.sum(dim=(1, 3, 4)) if opts.recon_reduction == "sum" else err.mean(dim=(1, 3, 4))  # [B, T]
     return (per_frame[:, 0] + per_frame.sum(dim=1)).mean()
 
 
@@ -135,8 +143,8 @@ def encgan3_step(nets, opt, real, onehot, gen, cfg, opts) -> dict[str, float]:
         mu_a, lv_a, mu_m, lv_m = E(real)
         recon = G(reparameterize(mu_a, lv_a, eps_a), reparameterize(mu_m, lv_m, eps_m), onehot)
         prior = G(prior_a, prior_m, onehot)
-    loss_di = (bce(DI(_frame(real, gen)), 1.0) + bce(DI(_frame(recon, gen)), 0.0)
-               + bce(DI(_frame(prior, gen)), 0.0))
+    loss_di = (bce(DI(_frame(real, gen), onehot), 1.0) + bce(DI(_frame(recon, gen), onehot), 0.0)
+               + bce(DI(_frame(prior, gen), onehot), 0.0))
     loss_dv = bce(DV(real, onehot), 1.0) + bce(DV(prior, onehot), 0.0) + bce(DV(recon, onehot), 0.0)
     _step(opt["d_image"], loss_di)
     _step(opt["d_video"], loss_dv)
@@ -144,7 +152,7 @@ def encgan3_step(nets, opt, real, onehot, gen, cfg, opts) -> dict[str, float]:
     # 2. encoder (Eq. 1): reconstruction through G + KL of both streams
     mu_a, lv_a, mu_m, lv_m = E(real)
     recon = G(reparameterize(mu_a, lv_a, eps_a), reparameterize(mu_m, lv_m, eps_m), onehot)
-    loss_rec = _reconstruction(real, recon, opts.recon)
+    loss_rec = _reconstruction(real, recon, opts)
     loss_kl = (kl_to_standard_normal(mu_a, lv_a) + kl_to_standard_normal(mu_m, lv_m)).mean()
     _step(opt["encoder"], loss_rec + opts.kl_weight * loss_kl)
 
@@ -153,9 +161,9 @@ def encgan3_step(nets, opt, real, onehot, gen, cfg, opts) -> dict[str, float]:
         mu_a, lv_a, mu_m, lv_m = E(real)
     recon = G(reparameterize(mu_a, lv_a, eps_a), reparameterize(mu_m, lv_m, eps_m), onehot)
     prior = G(prior_a, prior_m, onehot)
-    loss_g_adv = (bce(DI(_frame(recon, gen)), 1.0) + bce(DI(_frame(prior, gen)), 1.0)
+    loss_g_adv = (bce(DI(_frame(recon, gen), onehot), 1.0) + bce(DI(_frame(prior, gen), onehot), 1.0)
                   + bce(DV(recon, onehot), 1.0) + bce(DV(prior, onehot), 1.0))
-    loss_g_rec = _reconstruction(real, recon, opts.recon)
+    loss_g_rec = _reconstruction(real, recon, opts)
     _step(opt["g"], loss_g_adv + loss_g_rec)
     return {"d_image": loss_di.item(), "d_video": loss_dv.item(), "enc_recon": loss_rec.item(),
             "enc_kl": loss_kl.item(), "g_adv": loss_g_adv.item(), "g_recon": loss_g_rec.item()}

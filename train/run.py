@@ -33,6 +33,7 @@ from torch.nn.parallel import DistributedDataParallel  # noqa: E402
 
 from train.checkpoint import checkpoint_state, atomic_torch_save, read_checkpoint, model_from_checkpoint  # noqa: E402
 from train.models import FAMILIES, PRESETS, build_model  # noqa: E402
+from train.runtime import PRECISIONS, check_precision, keep_freed_memory, wrap_networks  # noqa: E402
 from train.recipes import STEPS, RecipeOptions, make_optimizers  # noqa: E402
 from train.samples import write_sample_grid  # noqa: E402
 
@@ -60,7 +61,11 @@ def parse_args(argv=None):
     p.add_argument("--lr", type=float, default=2e-4, help="Adam learning rate, every network (default 2e-4)")
     p.add_argument("--beta1", type=float, default=0.5, help="Adam beta1 (default 0.5)")
     p.add_argument("--beta2", type=float, default=0.999, help="Adam beta2 (default 0.999)")
-    p.add_argument("--recon", choices=["l1", "l2"], default="l1", help="EncGAN3 reconstruction norm")
+    p.add_argument("--recon", choices=["l1", "l2"], default="l1",
+                   help="EncGAN3 reconstruction norm of a frame: l1 (default) or squared l2")
+    p.add_argument("--recon-reduction", choices=["sum", "mean"], default="sum",
+                   help="EncGAN3: a frame's error summed over its pixels (the norm, default) or their mean "
+                        "(10^4 times weaker against the KL: the posterior collapses)")
     p.add_argument("--kl-weight", type=float, default=1.0, help="EncGAN3 KL weight (paper: 1)")
     p.add_argument("--k1", type=float, default=1.0, help="AVLAE motion latent reconstruction weight K1")
     p.add_argument("--k2", type=float, default=1.0, help="AVLAE appearance latent reconstruction weight K2")
@@ -76,6 +81,18 @@ def parse_args(argv=None):
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
                    help="cpu or cuda (default: cuda when available)")
+    p.add_argument("--precision", choices=PRECISIONS, default="fp32",
+                   help="fp32 (default) or bf16 autocast of the forward passes; bf16 is refused where it is "
+                        "not native (CPUs without AVX512-BF16/AMX)")
+    p.add_argument("--eval-every", type=int, default=0,
+                   help="every N steps measure the model against the held-out split (FVD; digit check and "
+                        "reconstruction PSNR/SSIM where they apply; train/quality.py) and log it to TensorBoard "
+                        "and losses.jsonl as {\"step\", \"eval\"} (default 0: never)")
+    p.add_argument("--eval-videos", type=int, default=128,
+                   help="generated and held-out videos per --eval-every FVD (default 128)")
+    p.add_argument("--snapshot-every", type=int, default=0,
+                   help="also keep the weights (no optimizer) every N steps as OUT/snapshots/stepNNNNNNN.pt, "
+                        "for learning curves computed afterwards (default 0: none)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p.parse_args(argv)
 
@@ -131,9 +148,14 @@ def main(argv=None):
     else:
         rank, world = 0, 1
     main_process = rank == 0
+    keep_freed_memory()
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
+    try:
+        check_precision(args.precision, device)
+    except ValueError as error:
+        raise SystemExit(str(error))
     out = Path(args.out)
 
     # --- data ----------------------------------------------------------------------------
@@ -163,8 +185,9 @@ def main(argv=None):
         nets = {name: DistributedDataParallel(m) if any(p.requires_grad for p in m.parameters()) else m
                 for name, m in nets.items()}
     options = RecipeOptions(lr=args.lr, betas=(args.beta1, args.beta2), recon=args.recon,
-                            kl_weight=args.kl_weight, k1=args.k1, k2=args.k2)
+                            recon_reduction=args.recon_reduction, kl_weight=args.kl_weight, k1=args.k1, k2=args.k2)
     optimizers = make_optimizers(args.model, nets, options)
+    nets = wrap_networks(nets, args.precision, device)
     start = 0
     if state is not None:
         for name, opt in optimizers.items():
@@ -187,6 +210,11 @@ def main(argv=None):
               f"{dataset.num_classes} classes{' (conditional)' if conditional else ''}; "
               f"params {model.param_counts()}; steps {start} → {args.steps}; world size {world}", flush=True)
     sample_latents = fixed_latents(model)
+    probe = None
+    if args.eval_every and main_process:
+        from train.quality import QualityProbe
+        probe = QualityProbe(dataset.describe(), num_videos=args.eval_videos, recon_clips=min(64, args.eval_videos),
+                             seed=args.seed, device=device)
 
     def save(step: int) -> None:
         if main_process:
@@ -203,6 +231,18 @@ def main(argv=None):
                 videos = model.sample(z_a, z_m, label)
             model.train()
             write_sample_grid(videos.cpu(), out / "samples" / f"step{step:07d}.gif")
+
+    def evaluate(step: int) -> None:
+        figures = probe(model)
+        with losses_log.open("a") as f:
+            f.write(json.dumps({"step": step, "eval": figures}) + "\n")
+        writer.add_scalar("quality/fvd", figures["fvd"], step)
+        if "digits" in figures:
+            writer.add_scalar("quality/requested_digit_found", figures["digits"]["requested_digit_found"], step)
+        if "reconstruction" in figures:
+            writer.add_scalar("quality/reconstruction_psnr_db", figures["reconstruction"]["reconstruction"]["psnr_db"], step)
+            writer.add_scalar("quality/reconstruction_ssim", figures["reconstruction"]["reconstruction"]["ssim"], step)
+        print(json.dumps({"step": step, "eval": figures}), flush=True)
 
     stop = {"requested": False}
 
@@ -249,8 +289,13 @@ def main(argv=None):
                         progress.set_postfix({k: f"{v:.3f}" for k, v in losses.items()}, refresh=False)
                 if step % args.checkpoint_every == 0:
                     save(step)
+                if args.snapshot_every and step % args.snapshot_every == 0 and main_process:
+                    atomic_torch_save(checkpoint_state(model, step=step, data=dataset.describe(), args=vars(args)),
+                                      out / "snapshots" / f"step{step:07d}.pt")
                 if args.sample_every and step % args.sample_every == 0:
                     write_samples(step)
+                if probe is not None and step % args.eval_every == 0:
+                    evaluate(step)
                 if stop["requested"] or step >= args.steps:
                     break
     except KeyboardInterrupt:

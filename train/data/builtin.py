@@ -156,9 +156,17 @@ class MovingMNIST(VideoClipDataset):
                    "label": "class of the first digit",
                    "split_rule": "per class: first 400 digit rows train, last 100 test"})
 
-    def _make(self, index, rng):
+    def _draw_digits(self, rng) -> tuple[int, np.ndarray]:
+        """(time step, MNIST rows of the two digits): the first draws of an item."""
         step = int(self.steps[int(rng.integers(len(self.steps)))])
-        rows = self.rows[rng.integers(len(self.rows), size=2)]
+        return step, self.rows[rng.integers(len(self.rows), size=2)]
+
+    def digit_rows(self, index: int) -> np.ndarray:
+        """MNIST rows of the two digits item `index` shows at the current epoch."""
+        return self._draw_digits(item_rng(self.seed, self.epoch, int(index)))[1]
+
+    def _make(self, index, rng):
+        step, rows = self._draw_digits(rng)
         lim = float(MNIST_CANVAS - MNIST_DIGIT)
         p0 = rng.uniform(0.0, lim, size=(2, 2))           # (digit, xy)
         theta = rng.uniform(0.0, 2 * np.pi, size=2)

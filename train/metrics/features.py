@@ -185,10 +185,11 @@ def dataset_batches(dataset, num_videos: int, batch_size: int) -> Iterator[torch
             dataset.set_epoch(old_epoch)
 
 
-def generator_batches(bundle, num_videos: int, batch_size: int, seed: int = 0,
-                      device: str | torch.device = "cpu") -> Iterator[torch.Tensor]:
-    """Videos from ``bundle.sample(z_a, z_m, label)`` with z ~ N(0, I) (labels uniform when the model
-    is conditional), drawn from a generator seeded with ``seed``."""
+def generated_videos(bundle, num_videos: int, batch_size: int, seed: int = 0,
+                     device: str | torch.device = "cpu") -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
+    """(videos, class indices or None) batches from ``bundle.sample(z_a, z_m, one-hot label)`` with
+    z ~ N(0, I) and, when the model is conditional, labels uniform over its classes, all drawn from
+    a generator seeded with ``seed``. Videos are float [B, 3, T, H, W] in [-1, 1] on the CPU."""
     g = torch.Generator().manual_seed(int(seed))
     k = int(getattr(bundle, "num_classes", 0) or 0)
     done = 0
@@ -197,10 +198,18 @@ def generator_batches(bundle, num_videos: int, batch_size: int, seed: int = 0,
         z_a = torch.randn(b, bundle.z_a_dim, generator=g)
         z_m = torch.randn(b, bundle.z_m_dim, generator=g)
         label = torch.randint(0, k, (b,), generator=g) if k > 0 else None
+        onehot = None if label is None else torch.nn.functional.one_hot(label, k).float().to(device)
         with torch.no_grad():
-            v = bundle.sample(z_a.to(device), z_m.to(device), None if label is None else label.to(device))
-        yield v.float().clamp(-1, 1).cpu()
+            v = bundle.sample(z_a.to(device), z_m.to(device), onehot)
+        yield v.float().clamp(-1, 1).cpu(), label
         done += b
+
+
+def generator_batches(bundle, num_videos: int, batch_size: int, seed: int = 0,
+                      device: str | torch.device = "cpu") -> Iterator[torch.Tensor]:
+    """The videos of ``generated_videos``, without their labels."""
+    for videos, _ in generated_videos(bundle, num_videos, batch_size, seed, device):
+        yield videos
 
 
 def array_batches(videos, batch_size: int) -> Iterator:

@@ -20,21 +20,33 @@ Switches (G3AN §4.3, Tables 3–5; EncGAN3 Table 4 and §5):
   label_into_video            the paper feeds the label to G_T only (default); True also feeds it
                               to G_V's input (the layout whose parameter count the notes quote as
                               +4096·K)
+  label_into_spatial          True also feeds the label to G_S's input (beside z_a). The paper's
+                              labels are motions (facial expressions, actions), which G_T carries;
+                              where the class is an appearance (Moving-MNIST's digit), G_T's
+                              frame-constant per-channel bias cannot draw it: G_S and G_V can
+  d_condition                 how the discriminators see the label: 'concat' (default: D_V gets
+                              the tiled one-hot after its first layer, D_I none) or 'projection'
+                              (projection discriminator, Miyato & Koyama 2018, on D_V and D_I:
+                              logit + <embed(y), sum-pooled last features>)
   resolution                  64, or 128 with one more G3 module (EncGAN3 §5)
 
-Conditional discriminators are our choice (the conditional code was never released): D_V gets
-the one-hot tiled over (T, H, W) and concatenated after its first layer (ImaGINator), D_I is
-unconditional, and the losses stay plain BCE.
+Conditional discriminators are our choice (the conditional code was never released): by default
+D_V gets the one-hot tiled over (T, H, W) and concatenated after its first layer (ImaGINator),
+D_I is unconditional, and the losses stay plain BCE; `d_condition='projection'` is the
+alternative the class-conditional GAN literature settled on.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, asdict
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from .layers import (FactorizedSelfAttention, conv_lrelu, image_conv_trunk, init_official, sn,
                      transposed_video_conv, upconv_bn_relu, VIDEO_CONVS)
+
+
+D_CONDITIONS = ("concat", "projection")
 
 
 @dataclass
@@ -53,6 +65,8 @@ class G3ANConfig:
     fsa_official_view_quirk: bool = False
     d_video: str = "2p1d"
     label_into_video: bool = False
+    label_into_spatial: bool = False
+    d_condition: str = "concat"
     spectral_norm: bool = True
 
     def validate(self) -> None:
@@ -66,6 +80,8 @@ class G3ANConfig:
             raise ValueError(f"fsa_after must be None or 0..3, got {self.fsa_after}")
         if self.d_video not in ("2p1d", "3d"):
             raise ValueError(f"d_video must be '2p1d' or '3d', got {self.d_video!r}")
+        if self.d_condition not in D_CONDITIONS:
+            raise ValueError(f"d_condition must be one of {D_CONDITIONS}, got {self.d_condition!r}")
 
 
 def _block_specs(ch: int, resolution: int) -> list[tuple]:
@@ -113,7 +129,7 @@ class G3ANGenerator(nn.Module):
         cfg.validate()
         self.cfg = cfg
         k = cfg.num_classes
-        in_s, in_t = cfg.z_a_dim, cfg.z_m_dim + k
+        in_s, in_t = cfg.z_a_dim + (k if cfg.label_into_spatial else 0), cfg.z_m_dim + k
         in_v = cfg.z_a_dim + cfg.z_m_dim + (k if cfg.label_into_video else 0)
         blocks, v_channels = [], []
         for spec in _block_specs(cfg.channels, cfg.resolution):
@@ -138,7 +154,8 @@ class G3ANGenerator(nn.Module):
         z_m = z_m.reshape(z_m.shape[0], -1, 1, 1, 1)
         h_t = z_m if label is None else torch.cat([z_m, label.reshape(*label.shape, 1, 1, 1)], 1)
         h_v = torch.cat([z_a, h_t if cfg.label_into_video else z_m], dim=1)
-        h_s = z_a
+        h_s = z_a if label is None or not cfg.label_into_spatial else torch.cat(
+            [z_a, label.reshape(*label.shape, 1, 1, 1)], 1)
         for level, block in enumerate(self.blocks):
             h_s, h_v, h_t = block(h_s, h_v, h_t)
             if self.fsa is not None and level == cfg.fsa_after:
@@ -146,30 +163,48 @@ class G3ANGenerator(nn.Module):
         return self.to_rgb(h_v)
 
 
-class ImageDiscriminator(nn.Module):
-    """D_I: one frame [B, 3, R, R] → one logit per sample [B] (official code)."""
+class LabelProjection(nn.Module):
+    """The class term of a projection discriminator: <embed(y), Σ_positions features>."""
 
-    def __init__(self, ch: int = 64, resolution: int = 64, spectral: bool = True):
+    def __init__(self, num_classes: int, channels: int, spectral: bool = True):
+        super().__init__()
+        self.embed = sn(nn.Linear(num_classes, channels, bias=False), spectral)
+
+    def forward(self, features: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
+        return (self.embed(label) * features.flatten(2).sum(-1)).sum(1)
+
+
+class ImageDiscriminator(nn.Module):
+    """D_I: one frame [B, 3, R, R] (+ one-hot label with a projection head) → one logit per
+    sample [B] (official code; the projection head is ours)."""
+
+    def __init__(self, ch: int = 64, resolution: int = 64, spectral: bool = True, num_classes: int = 0):
         super().__init__()
         widths = [ch, ch * 2, ch * 4, ch * 8] + ([ch * 8] if resolution == 128 else [])
         self.body = image_conv_trunk(3, widths, spectral)
         self.head = sn(nn.Conv2d(widths[-1], 1, 4, 1, 0), spectral)
+        self.projection = LabelProjection(num_classes, widths[-1], spectral) if num_classes else None
         init_official(self)
 
-    def forward(self, frame: torch.Tensor) -> torch.Tensor:
-        return self.head(self.body(frame)).flatten(1).squeeze(1)
+    def forward(self, frame: torch.Tensor, label: torch.Tensor | None = None) -> torch.Tensor:
+        h = self.body(frame)
+        logit = self.head(h).flatten(1).squeeze(1)
+        if self.projection is not None and label is not None:
+            logit = logit + self.projection(h, label)
+        return logit
 
 
 class VideoDiscriminator(nn.Module):
     """D_V: clip [B, 3, 16, R, R] (+ one-hot label) → one logit per sample [B].
 
     ``2p1d`` is the public code's (2+1)D network; ``3d`` is the paper's plain 3D CNN in the
-    ImaGINator layout (k4 s2 p1 stages, head kernel (1,4,4) for 16 frames). A label, when
-    given, is tiled over (T, H, W) and concatenated after the first layer.
+    ImaGINator layout (k4 s2 p1 stages, head kernel (1,4,4) for 16 frames). A conditional D_V
+    with ``condition='concat'`` tiles the label over (T, H, W) and concatenates it after the first
+    layer; with ``'projection'`` it adds <embed(y), features> before the last layer's output.
     """
 
     def __init__(self, ch: int = 64, resolution: int = 64, kind: str = "2p1d", num_classes: int = 0,
-                 spectral: bool = True):
+                 spectral: bool = True, condition: str = "concat"):
         super().__init__()
         extra = resolution == 128
         convs: list[nn.Module] = []
@@ -193,36 +228,39 @@ class VideoDiscriminator(nn.Module):
             convs.append(nn.Conv3d(cin, 1, (1, 4, 4), 1, 0))
         else:
             raise ValueError(f"d_video must be '2p1d' or '3d', got {kind!r}")
-        if num_classes:
+        concat = num_classes and condition == "concat"
+        if concat:
             first = convs[1]
             convs[1] = nn.Conv3d(first.in_channels + num_classes, first.out_channels, first.kernel_size,
                                  first.stride, first.padding)
-        self.num_classes = num_classes
+        self.num_classes, self.concat = num_classes, bool(concat)
         self.first = nn.Sequential(*conv_lrelu(convs[0], spectral))
         rest: list[nn.Module] = []
         for conv in convs[1:-1]:
             rest += conv_lrelu(conv, spectral)
         rest.append(sn(convs[-1], spectral))
         self.rest = nn.Sequential(*rest)
+        self.projection = (LabelProjection(num_classes, convs[-1].in_channels, spectral)
+                           if num_classes and not concat else None)
         init_official(self)
 
     def forward(self, video: torch.Tensor, label: torch.Tensor | None = None) -> torch.Tensor:
         h = self.first(video)
-        if self.num_classes:
-            if label is None:
-                raise ValueError("a conditional D_V needs the one-hot label")
+        if self.num_classes and label is None:
+            raise ValueError("a conditional D_V needs the one-hot label")
+        if self.concat:
             h = torch.cat([h, label[:, :, None, None, None].expand(-1, -1, *h.shape[2:])], dim=1)
-        return self.rest(h).flatten(1).squeeze(1)
+        if self.projection is None:
+            return self.rest(h).flatten(1).squeeze(1)
+        h = self.rest[:-1](h)
+        return self.rest[-1](h).flatten(1).squeeze(1) + self.projection(h, label)
 
 
 def build_g3an_parts(cfg: G3ANConfig) -> dict[str, nn.Module]:
     return {
         "generator": G3ANGenerator(cfg),
-        "d_image": ImageDiscriminator(cfg.d_channels, cfg.resolution, cfg.spectral_norm),
+        "d_image": ImageDiscriminator(cfg.d_channels, cfg.resolution, cfg.spectral_norm,
+                                      cfg.num_classes if cfg.d_condition == "projection" else 0),
         "d_video": VideoDiscriminator(cfg.d_channels, cfg.resolution, cfg.d_video, cfg.num_classes,
-                                      cfg.spectral_norm),
+                                      cfg.spectral_norm, cfg.d_condition),
     }
-
-
-def config_dict(cfg) -> dict:
-    return asdict(cfg)

