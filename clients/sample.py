@@ -14,6 +14,9 @@
   ``DIR/manifest.json`` records the job's settings and every finished seed; a re-run with the
   same settings skips finished seeds, so an interrupted job resumes where it stopped. A
   manifest with other settings (model, format, fps, label, latent sizes) is refused.
+- A write that fails (the output disk is full) ends the job with one ``error:`` line; every file
+  left is complete, the manifest lists only such files, and the same command run again once
+  there is space finishes the job.
 - mp4: H.264 (libx264, else MPEG-4) yuv420p via PyAV; gif: Pillow; npz: ``video`` uint8
   [T, H, W, 3] with ``z_a``, ``z_m``, ``seed`` (and ``label``).
 """
@@ -106,8 +109,12 @@ class _Manifest:
 
     def write(self) -> None:
         data = {"settings": self.settings, "done": dict(sorted(self.done.items(), key=lambda kv: int(kv[0])))}
-        with atomic_path(self.path) as tmp:
-            tmp.write_text(json.dumps(data, indent=1) + "\n")
+        try:
+            with atomic_path(self.path) as tmp:
+                tmp.write_text(json.dumps(data, indent=1) + "\n")
+        except OSError as exc:  # e.g. the disk is full: the previous manifest stays as it was
+            raise JobError(f"cannot save {self.path} ({exc.strerror or exc}); the files written so far are "
+                           "complete, and the same command run again keeps them") from exc
         self._last_write = time.monotonic()
 
 
@@ -328,6 +335,8 @@ def run_job(
         summary["seconds"] = time.monotonic() - t0
         if error is not None or remaining:
             why = error if error is not None else "; ".join(f"{u}: {m}" for u, m in down.items()) or "workers stopped"
+            if isinstance(error, OSError):
+                why = f"writing to {out} failed: {error.strerror or error}"
             raise JobError(f"{len(remaining)} of {len(seeds)} seeds not done ({why}); "
                            "run the same command again to resume") from (error if isinstance(error, Exception) else None)
         return summary
@@ -375,7 +384,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                           progress=not args.no_progress)
     except KeyboardInterrupt:
         return 130
-    except (JobError, TritonClientError, ValueError) as exc:
+    except (JobError, TritonClientError, ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     rate = summary["written"] / summary["seconds"] if summary["seconds"] else 0.0

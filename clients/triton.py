@@ -5,7 +5,8 @@ the server is unreachable or busy (gRPC ``UNAVAILABLE``, ``DEADLINE_EXCEEDED``,
 ``RESOURCE_EXHAUSTED``) with exponential backoff (``backoff * 2**attempt`` seconds, capped
 at ``max_backoff``, up to ``retries`` retries) and raises :class:`ServerUnavailable` when
 they run out. Any other error (a malformed request, an unknown model, NaN latents refused by
-the model) is raised at once as :class:`RequestError` with the server's message.
+the model, an API the server keeps behind a key) is raised at once as :class:`RequestError`
+with the server's message.
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ __all__ = [
 ]
 
 RETRIABLE = {"StatusCode.UNAVAILABLE", "StatusCode.DEADLINE_EXCEEDED", "StatusCode.RESOURCE_EXHAUSTED"}
+# Triton answers an API restricted to a key with UNAVAILABLE: permanent, not worth retrying.
+RESTRICTED = "This protocol is restricted"
 _REQUEST_ID = re.compile(r"^\[request id: [^\]]*\]\s*")
 
 T = TypeVar("T")
@@ -175,7 +178,7 @@ class Connection:
             except InferenceServerException as exc:
                 status = str(exc.status()) if exc.status() is not None else None
                 message = _message(exc)
-                if status not in RETRIABLE:
+                if status not in RETRIABLE or RESTRICTED in message:
                     raise RequestError(f"{what} on {self.url} failed: {message}", status, self.url) from exc
                 if attempt >= self.retries:
                     raise ServerUnavailable(
@@ -202,8 +205,13 @@ class Connection:
         """Inputs, outputs and max batch size of ``model`` (cached)."""
         if model not in self._info:
             meta = self.call(f"metadata of {model}", lambda: self.client.get_model_metadata(model, as_json=True))
-            config = self.call(f"config of {model}", lambda: self.client.get_model_config(model, as_json=True))
-            config = config.get("config", config)
+            try:
+                config = self.call(f"config of {model}", lambda: self.client.get_model_config(model, as_json=True))
+                config = config.get("config", config)
+            except RequestError as exc:
+                if RESTRICTED not in str(exc):
+                    raise
+                config = {}  # the server keeps model configs behind a key: max_batch_size unknown (0)
 
             def specs(entries):
                 return {e["name"]: TensorSpec(e["name"], e["datatype"], tuple(int(d) for d in e["shape"]))

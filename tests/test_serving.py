@@ -6,6 +6,9 @@ models running ONNX Runtime, tritonclient gRPC.
 
 from __future__ import annotations
 
+import os
+import pathlib
+import re
 import shutil
 import signal
 import socket
@@ -20,11 +23,13 @@ import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
 from conftest import RECONSTRUCT_OUTPUT, REPO_ROOT, TINY
-from serving.server import ServerError, TritonServer, find_free_port, list_repository_models
+from serving.server import (ADMIN_HEADER, ServerError, TritonServer, find_free_port, grpc_header,
+                            list_repository_models, process_group_members)
 
 pytestmark = pytest.mark.slow
 
 Da, Dm, T, H, W, MBS = (TINY[k] for k in ("Da", "Dm", "T", "H", "W", "max_batch_size"))
+SHM = pathlib.Path("/dev/shm")
 
 
 def _input(name, array, datatype=None):
@@ -62,6 +67,57 @@ def test_server_answers_on_localhost(triton_server, tiny_repository):
     assert np.array_equal(video, _good_request(client))
     with urllib.request.urlopen(triton_server.metrics_url, timeout=5) as response:
         assert b"nv_inference_request_success" in response.read()
+
+
+def test_admin_apis_need_the_key_and_clients_get_the_public_config(triton_server):
+    client = grpcclient.InferenceServerClient(triton_server.grpc_url)
+    for call in (client.get_model_repository_index, lambda: client.get_inference_statistics("tiny_sample"),
+                 lambda: client.get_system_shared_memory_status(), lambda: client.get_log_settings()):
+        with pytest.raises(InferenceServerException, match=f"restricted, expecting header '{grpc_header(ADMIN_HEADER)}'"):
+            call()
+    public = client.get_model_config("tiny_sample", as_json=True)["config"]
+    assert public["max_batch_size"] == MBS and [i["name"] for i in public["input"]] == ["z_a", "z_m"]
+    assert "instance_group" not in public and "dynamic_batching" not in public
+    full = client.get_model_config("tiny_sample", as_json=True, headers=triton_server.admin_headers)["config"]
+    assert "instance_group" in full and "dynamic_batching" in full
+    assert client.get_model_repository_index(headers=triton_server.admin_headers, as_json=True)["models"]
+
+
+def test_tritonserver_itself_answers_nothing_without_a_key_and_http_is_off(triton_server):
+    log = triton_server.log_file.read_text()
+    own = re.search(r"Started GRPCInferenceService at 127\.0\.0\.1:(\d+)", log).group(1)
+    assert own != str(triton_server.grpc_port)  # clients reach the front, not tritonserver
+    client = grpcclient.InferenceServerClient(f"127.0.0.1:{own}")
+    for call in (client.is_server_ready, lambda: _good_request(client)):
+        with pytest.raises(InferenceServerException, match="This protocol is restricted"):
+            call()
+    assert triton_server.http_url is None and "Started HTTPService" not in log
+    assert triton_server.metrics_url.startswith("http://127.0.0.1:")
+
+
+def test_oversized_grpc_message_is_refused_before_tritonserver(triton_server):
+    client = grpcclient.InferenceServerClient(triton_server.grpc_url)
+    rows = triton_server.request_limits["grpc"] // (4 * Da) + 1
+    with pytest.raises(InferenceServerException) as info:
+        client.infer("tiny_sample", [_input("z_a", np.zeros((rows, Da), np.float32)),
+                                     _input("z_m", np.zeros((rows, Dm), np.float32))])
+    assert info.value.status() == "StatusCode.RESOURCE_EXHAUSTED" and "larger than max" in info.value.message()
+    assert _good_request(client).shape == (2, T, H, W, 3)
+
+
+def test_restart_ends_the_killed_process_group_and_its_shared_memory(tmp_path, tiny_repository):
+    with TritonServer(tiny_repository, log_file=tmp_path / "server.log") as server:
+        url, pid, prefix = server.grpc_url, server.pid, server.shm_prefix
+        assert len(process_group_members(pid)) == 5  # tritonserver + a stub per python model (not the ensemble)
+        assert list(SHM.glob(prefix + "*"))
+        os.kill(pid, signal.SIGKILL)
+        server.restart()
+        assert server.grpc_url == url and server.pid != pid
+        assert process_group_members(pid) == [] and list(SHM.glob(prefix + "*")) == []
+        assert server.last_cleanup["exit"] == "killed by signal 9 (SIGKILL)"
+        assert _good_request(grpcclient.InferenceServerClient(url)).shape == (2, T, H, W, 3)
+        pid, prefix = server.pid, server.shm_prefix
+    assert process_group_members(pid) == [] and list(SHM.glob(prefix + "*")) == []
 
 
 def test_reconstruct_ensemble_is_encode_then_decode(triton_server):
@@ -204,6 +260,7 @@ def test_cli_up_serves_and_stops_on_sigterm(tmp_path, tiny_repository):
         output = "".join(lines)
         assert f"grpc 127.0.0.1:{ports[0]}" in output, output
         assert "tiny_reconstruct v1: READY" in output
+        assert "HTTP: off" in output and "admin APIs (model-repository" in output
         client = grpcclient.InferenceServerClient(f"127.0.0.1:{ports[0]}")
         assert _good_request(client).shape == (2, T, H, W, 3)
         process.send_signal(signal.SIGTERM)
@@ -216,8 +273,31 @@ def test_cli_up_serves_and_stops_on_sigterm(tmp_path, tiny_repository):
     assert "stopped (exit code 0)" in rest
     assert not _port_open(ports[0])
     text = log.read_text()
-    assert "Started GRPCInferenceService at 127.0.0.1" in text
+    assert "Started GRPCInferenceService at 127.0.0.1" in text and "Started HTTPService" not in text
     assert "successfully unloaded 'tiny_sample'" in text
+
+
+def test_cli_up_no_restart_says_why_tritonserver_died_and_exits_1(tmp_path, tiny_repository):
+    process = subprocess.Popen(
+        [sys.executable, "-m", "serving", "up", "--repository", str(tiny_repository), "--grpc-port", "0",
+         "--metrics-port", "0", "--log-file", str(tmp_path / "triton.log"), "--no-restart"],
+        cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        line = ""
+        deadline = time.monotonic() + 120
+        while not line.startswith("ready in") and time.monotonic() < deadline:
+            line = process.stdout.readline()
+        pid = int(re.search(r"\(tritonserver pid (\d+)\)", line).group(1))
+        os.kill(pid, signal.SIGKILL)
+        rest, _ = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 1
+    assert f"error: tritonserver (pid {pid}) exited unexpectedly: killed by signal 9 (SIGKILL)" in rest
+    assert "not restarting it (--no-restart)" in rest
+    assert process_group_members(pid) == []
 
 
 def test_cli_up_reports_load_failure(tmp_path, tiny_repository):
