@@ -21,7 +21,7 @@ for model in "$SAMPLE_MODEL" "$RECONSTRUCT_MODEL"; do
     exit 1
   fi
 done
-$PY -m export.check "$REPOSITORY"
+$PY -m export.check "$REPOSITORY" --quality "$SAMPLE_MODEL" "$RECONSTRUCT_MODEL"
 
 echo "== a held-out Moving-MNIST clip (real MNIST test digits) to reconstruct"
 $PY -m train.data moving-mnist --split test --count 1 --out "$OUT/real"

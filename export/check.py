@@ -329,6 +329,9 @@ def main(argv=None) -> int:
     parser.add_argument("--json", action="store_true", help="print the result as one JSON line")
     parser.add_argument("--skip-onnx-checker", action="store_true",
                         help="compare tensors but do not run onnx.checker (faster on large graphs)")
+    parser.add_argument("--quality", nargs="*", metavar="MODEL",
+                        help="also print the measured quality each manifest carries (export --quality), "
+                             "for these models (default: all)")
     args = parser.parse_args(argv)
     repository = Path(args.repository)
     if not repository.is_dir():
@@ -343,7 +346,38 @@ def main(argv=None) -> int:
             print(f"  - {p}", file=sys.stderr)
     else:
         print(f"export.check: {repository}: OK ({len(models)} models: {', '.join(models)})")
+    if args.quality is not None:
+        for name in args.quality or models:
+            print(quality_summary(repository / name))
     return 1 if problems else 0
+
+
+def quality_summary(folder: Path) -> str:
+    """One paragraph on what a served model's manifest says about its measured quality."""
+    try:
+        manifest = json.loads((folder / MANIFEST).read_text())
+    except (OSError, json.JSONDecodeError):
+        return f"{folder.name}: no readable {MANIFEST}"
+    entries = manifest.get("quality") or []
+    step = (manifest.get("checkpoint") or {}).get("step")
+    if not entries:
+        return f"{folder.name} (step {step}): no quality figures in its manifest"
+    lines = [f"{folder.name} (trained {step} steps):"]
+    for e in entries:
+        if "fvd_floor" in e:
+            lines.append(f"  real-vs-real FVD floor {e['fvd_floor']:.1f} (N = {e['num_videos']})")
+            continue
+        parts = [f"FVD {e['fvd']:.1f} (N = {e['num_videos']}, vs held-out)"]
+        digits = (e.get("digits") or {}).get("requested_digit_found")
+        if digits is not None:
+            parts.append(f"requested digit found in {100 * digits:.0f} % of videos")
+        rec = e.get("reconstruction")
+        if rec:
+            parts.append(f"reconstruction {rec['reconstruction']['psnr_db']:.1f} dB PSNR / SSIM "
+                         f"{rec['reconstruction']['ssim']:.3f} ({rec['clips']} held-out clips; baselines: black "
+                         f"{rec['black']['psnr_db']:.1f} dB, mean frame {rec['mean_frame']['psnr_db']:.1f} dB)")
+        lines.append("  " + "; ".join(parts))
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -54,6 +54,7 @@ between the markers BEGIN_MARK / END_MARK so hand-written notes around it surviv
 from __future__ import annotations
 
 import argparse
+import itertools
 import contextlib
 import datetime as _dt
 import functools
@@ -741,11 +742,18 @@ class TensorRTPath:
 # --------------------------------------------------------------------------------- training
 
 def bench_training(family: str, preset: str, batch: int, *, warmup: int, repeats: int, min_repeats: int,
-                   budget_s: float, seed: int) -> dict:
+                   budget_s: float, seed: int, precision: str = "fp32") -> dict:
     import torch
 
     from train.models import build_model
     from train.recipes import STEPS, RecipeOptions, make_optimizers
+    from train.runtime import check_precision, keep_freed_memory, wrap_networks
+
+    try:
+        check_precision(precision, torch.device("cpu"))
+    except ValueError as error:
+        return {"family": family, "preset": preset, "batch": batch, "precision": precision, "refused": str(error)}
+    keep_freed_memory()  # as train/run.py does
 
     torch.manual_seed(seed)
     model = build_model(family, preset).train()
@@ -753,6 +761,7 @@ def bench_training(family: str, preset: str, batch: int, *, warmup: int, repeats
     nets = dict(model.named_children())
     options = RecipeOptions()
     optimizers = make_optimizers(family, nets, options)
+    nets = wrap_networks(nets, precision, torch.device("cpu"))
     gen = torch.Generator().manual_seed(seed)
     real = torch.rand((batch, *model.video_shape), generator=gen) * 2 - 1
     onehot = None
@@ -770,7 +779,7 @@ def bench_training(family: str, preset: str, batch: int, *, warmup: int, repeats
 
     cell = measure_serial(one, warmup=warmup, repeats=repeats, min_repeats=min_repeats, budget_s=budget_s)
     lat = summarize(cell["latencies_s"])
-    return {"family": family, "preset": preset, "batch": batch, "n": cell["n"], "warmup": warmup,
+    return {"family": family, "preset": preset, "batch": batch, "precision": precision, "n": cell["n"], "warmup": warmup,
             "s_per_step": {k: round(v, 4) for k, v in lat.items()},
             "steps_per_s": round(1.0 / lat["p50"], 4), "clips_per_s": round(batch / lat["p50"], 3),
             "params": model.param_counts(), "cores_busy": cell["cores_busy"],
@@ -831,6 +840,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--train-batch-size", type=int, default=4, help="clips per training step (default 4)")
     p.add_argument("--train-repeats", type=int, default=5, help="timed training steps at most (default 5)")
     p.add_argument("--train-warmup", type=int, default=1, help="untimed training steps first (default 1)")
+    p.add_argument("--train-precisions", type=_str_list, default=["fp32", "bf16"],
+                   help="training precisions (default fp32,bf16; bf16 is recorded as refused where not native)")
     p.add_argument("--out", help="JSON results (default bench_results/<family>-<preset>-<UTC time>.json)")
     p.add_argument("--markdown", help="also write the markdown section of this run into this file")
     p.add_argument("--render", nargs="+", metavar="JSON",
@@ -1092,17 +1103,18 @@ def run(args: argparse.Namespace, out_path: Path | None = None) -> dict:
 
         # ---------------------------------------------------------------- training
         training = []
-        for fam in args.train_families:
-            for pre in args.train_presets:
-                _log(f"training throughput {fam}/{pre} batch {args.train_batch_size}")
-                try:
-                    training.append(bench_training(fam, pre, args.train_batch_size, warmup=args.train_warmup,
-                                                   repeats=args.train_repeats, min_repeats=args.min_repeats,
-                                                   budget_s=args.cell_budget_s, seed=args.seed))
-                    t = training[-1]
-                    _log(f"  {t['steps_per_s']} steps/s ({t['s_per_step']['p50']} s/step, n {t['n']})")
-                except Exception as error:  # report, do not lose the inference results
-                    training.append({"family": fam, "preset": pre, "error": f"{type(error).__name__}: {error}"})
+        for fam, pre, prec in itertools.product(args.train_families, args.train_presets, args.train_precisions):
+            _log(f"training throughput {fam}/{pre} batch {args.train_batch_size} {prec}")
+            try:
+                training.append(bench_training(fam, pre, args.train_batch_size, warmup=args.train_warmup,
+                                               repeats=args.train_repeats, min_repeats=args.min_repeats,
+                                               budget_s=args.cell_budget_s, seed=args.seed, precision=prec))
+                t = training[-1]
+                _log(f"  {t['refused']}" if "refused" in t else
+                     f"  {t['steps_per_s']} steps/s ({t['s_per_step']['p50']} s/step, n {t['n']})")
+            except Exception as error:  # report, do not lose the inference results
+                training.append({"family": fam, "preset": pre, "precision": prec,
+                                 "error": f"{type(error).__name__}: {error}"})
         result["training"] = training
 
         result["ratios"] = ratios(cells)
@@ -1369,13 +1381,15 @@ def render_markdown(results: list[dict]) -> str:
                 lines.append("")
         if r.get("training"):
             lines += ["Training throughput (train.recipes, random in-memory clips, unconditional):", "",
-                      "| family | preset | batch | n | steps/s | s/step p50 | clips/s | cores busy | load before→after |",
-                      "|---|---|---:|---:|---:|---:|---:|---:|---|"]
+                      "| family | preset | precision | batch | n | steps/s | s/step p50 | clips/s | cores busy | load before→after |",
+                      "|---|---|---|---:|---:|---:|---:|---:|---:|---|"]
             for t in r["training"]:
-                if "error" in t:
-                    lines.append(f"| {t['family']} | {t['preset']} | | | error: {t['error']} | | | | |")
+                prec = t.get("precision", "fp32")
+                if "error" in t or "refused" in t:
+                    why = f"error: {t['error']}" if "error" in t else t["refused"]
+                    lines.append(f"| {t['family']} | {t['preset']} | {prec} | | | {why} | | | | |")
                     continue
-                lines.append(f"| {t['family']} | {t['preset']} | {t['batch']} | {t['n']} | {_fmt(t['steps_per_s'])} "
+                lines.append(f"| {t['family']} | {t['preset']} | {prec} | {t['batch']} | {t['n']} | {_fmt(t['steps_per_s'])} "
                              f"| {_fmt(t['s_per_step']['p50'])} | {_fmt(t['clips_per_s'])} | {_fmt(t['cores_busy'], 2)} "
                              f"| {t['loadavg_before'][0]}→{t['loadavg_after'][0]} |")
             lines.append("")
