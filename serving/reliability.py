@@ -38,6 +38,7 @@ import hashlib
 import json
 import os
 import re
+import shlex
 import shutil
 import signal
 import socket
@@ -447,11 +448,13 @@ def pick_sample_model(models: list[str]) -> str:
 
 
 # ---------------------------------------------------------------------------- soak
-def soak_models(up: ServingUp) -> dict[str, dict[str, np.ndarray]]:
-    """Valid batch-1 inputs of every sample and reconstruct model of the repository."""
+def soak_models(up: ServingUp) -> dict[str, tuple[dict, dict]]:
+    """Valid batch-1 inputs, and full-batch inputs for the warm-up, of every sample and reconstruct model."""
     chosen = [m for m in up.models if m.endswith(("_sample", "_reconstruct"))]
     with Connection(up.grpc_url, retries=2) as connection:
-        return {m: sample_inputs(connection.model_info(m), seed=i) for i, m in enumerate(chosen)}
+        infos = {m: connection.model_info(m) for m in chosen}
+    return {m: (sample_inputs(info, seed=i), sample_inputs(info, batch=max(1, info.max_batch_size), seed=i))
+            for i, (m, info) in enumerate(infos.items())}
 
 
 def _soak_stream(url: str, models: dict, deadline: float, offset: int, out: dict) -> None:
@@ -470,17 +473,29 @@ def _soak_stream(url: str, models: dict, deadline: float, offset: int, out: dict
                 out["failed"].append(f"{model}: {exc.status()} {exc.message()}"[:200])
 
 
-def run_soak(up: ServingUp, seconds: float, streams: int) -> dict:
-    """``streams`` clients back to back for ``seconds``: failures, latency, RSS at start and end."""
+def _sample_rss(pid: int, deadline: float, every: float, out: list) -> None:
+    t0 = time.monotonic()
+    while time.monotonic() < deadline:
+        time.sleep(min(every, max(0.0, deadline - time.monotonic())))
+        out.append([round(time.monotonic() - t0), tree_stats(pid)["rss_mib"]])
+
+
+def run_soak(up: ServingUp, seconds: float, streams: int, rss_every: float = 10.0) -> dict:
+    """``streams`` clients back to back for ``seconds``: failures, latency, RSS at start, every
+    ``rss_every`` s and at the end. Every model first runs one full batch, so that the start
+    figure is a server whose batch-size-dependent buffers exist already."""
     models = soak_models(up)
-    for model, inputs in models.items():  # warm every model once, so RSS at start is after loading
-        answers_valid_request(up.grpc_url, model, inputs)
+    for model, (_, full) in models.items():
+        answers_valid_request(up.grpc_url, model, full)
+    single = {m: one for m, (one, _) in models.items()}
     start = {"server": tree_stats(up.pid), "front": proc_stats(up.process.pid), "loadavg": list(os.getloadavg())}
     results = [{"latencies": [], "failed": []} for _ in range(streams)]
+    rss: list = []
     deadline = time.monotonic() + seconds
     t0 = time.monotonic()
-    threads = [threading.Thread(target=_soak_stream, args=(up.grpc_url, models, deadline, i, results[i]), daemon=True)
+    threads = [threading.Thread(target=_soak_stream, args=(up.grpc_url, single, deadline, i, results[i]), daemon=True)
                for i in range(streams)]
+    threads.append(threading.Thread(target=_sample_rss, args=(up.pid, deadline, rss_every, rss), daemon=True))
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -496,7 +511,8 @@ def run_soak(up: ServingUp, seconds: float, streams: int) -> dict:
         "requests_per_s": round(len(latencies) / wall, 2) if wall else None,
         "latency_s": {k: round(v, 4) for k, v in summarize(latencies).items()} if latencies else None,
         "server_rss_mib": {"start": rss0, "end": rss1, "growth": round(rss1 - rss0, 1),
-                           "growth_pct": round(100 * (rss1 - rss0) / rss0, 2) if rss0 else None},
+                           "growth_pct": round(100 * (rss1 - rss0) / rss0, 2) if rss0 else None,
+                           "every_s": rss_every, "samples": rss},
         "front_rss_mib": {"start": (start["front"] or {}).get("rss_mib"), "end": (end["front"] or {}).get("rss_mib")},
         "server_processes": len(end["server"]["processes"]), "same_process": running(up.pid),
         "loadavg": {"start": [round(v, 2) for v in start["loadavg"]], "end": [round(v, 2) for v in end["loadavg"]]},
@@ -743,7 +759,7 @@ def run(args: argparse.Namespace) -> dict:
     workdir = Path(tempfile.mkdtemp(prefix="videogan-reliability-", dir=args.workdir))
     t0 = time.monotonic()
     result = {"format": FORMAT, "started": _dt.datetime.now().isoformat(timespec="seconds"),
-              "command": "python -m serving.reliability " + " ".join(args.argv), "repository": str(args.repository),
+              "command": shlex.join(["python", "-m", "serving.reliability", *args.argv]), "repository": str(args.repository),
               "machine": describe_machine(args.machine_note)}
     try:
         with ServingUp(Path(args.repository), workdir / "tritonserver.log") as up:
@@ -771,6 +787,7 @@ def run(args: argparse.Namespace) -> dict:
             result["training"] = run_training_faults(workdir)
     finally:
         result["seconds"] = round(time.monotonic() - t0, 1)
+        result["machine_end"] = {"loadavg": [round(v, 2) for v in os.getloadavg()], "busy_processes": busy_processes()}
         if not args.keep:
             shutil.rmtree(workdir, ignore_errors=True)
     return result
@@ -804,6 +821,13 @@ def render_machine(machine: dict) -> str:
     return "\n".join(lines)
 
 
+def _render_machine_end(end: dict | None) -> str:
+    if not end:
+        return ""
+    busy = "; ".join(f"`{p}`" for p in end["busy_processes"]) or "none"
+    return f"\n- at the end of the run: load average {end['loadavg']}; other processes busy: {busy}"
+
+
 def render_fuzz(fuzz: dict) -> str:
     rows = fuzz["cases"]
     head = (f"{fuzz['passed']} of {len(rows)} malformed requests to `{fuzz['model']}` got the expected specific "
@@ -829,7 +853,9 @@ def render_soak(soak: dict) -> str:
             f"{lat.get('p50', float('nan')):.3f} s | {lat.get('p99', float('nan')):.3f} s | "
             f"{rss['start']} → {rss['end']} MiB ({rss['growth']:+} MiB, {rss['growth_pct']:+}%) | "
             f"{soak['front_rss_mib']['start']} → {soak['front_rss_mib']['end']} MiB |\n\n"
-            f"Server RSS: tritonserver and its {soak['server_processes'] - 1} python-backend stubs, summed. Front: the "
+            f"Server RSS: tritonserver and its {soak['server_processes'] - 1} python-backend stubs, summed, after one "
+            f"full batch of every model (start), then every {rss['every_s']:.0f} s (MiB): "
+            f"{', '.join(str(v) for _, v in rss['samples'])}. Front: the "
             f"`serving up` process (the gRPC and HTTP fronts). Load average {soak['loadavg']['start']} at the start, "
             f"{soak['loadavg']['end']} at the end."
             + (f" Failures: {'; '.join(soak['failures_first'])}" if soak["failures_first"] else ""))
@@ -887,7 +913,7 @@ def render_markdown(result: dict) -> str:
         "`python -m serving up --http` (the tritonserver 2.51 bundled in nvidia-pytriton behind the fronts of "
         f"`serving/front.py`, supervised) over `{result['repository']}`. What each part does: "
         "`serving/reliability.py`. Regenerate with the same command.\n",
-        "## Machine\n", render_machine(result["machine"]) + "\n",
+        "## Machine\n", render_machine(result["machine"]) + _render_machine_end(result.get("machine_end")) + "\n",
     ]
     for key, title, render in (("fuzz", "Fuzz matrix", render_fuzz), ("soak", "Soak", render_soak),
                                ("kill9", "Fault: kill -9 of tritonserver during a sampling job", render_kill9),

@@ -115,6 +115,7 @@ def test_restart_ends_the_killed_process_group_and_its_shared_memory(tmp_path, t
         assert server.grpc_url == url and server.pid != pid
         assert process_group_members(pid) == [] and list(SHM.glob(prefix + "*")) == []
         assert server.last_cleanup["exit"] == "killed by signal 9 (SIGKILL)"
+        assert len(server.last_cleanup["leftover_processes"]) == 4  # the stubs outlived it, then were ended
         assert _good_request(grpcclient.InferenceServerClient(url)).shape == (2, T, H, W, 3)
         pid, prefix = server.pid, server.shm_prefix
     assert process_group_members(pid) == [] and list(SHM.glob(prefix + "*")) == []
