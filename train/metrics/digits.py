@@ -10,8 +10,12 @@ digit, averaged over the 16 frames, is above 0.5. The same check on real held-ou
 their own labels) is the ceiling of the figure; chance is the rate at which a random second
 digit or a wrong first digit would contain the class, about 19 % for two uniform digits.
 
-The weights are small (~0.1 MB) and committed in `weights/`; `python -m train.metrics.digits`
-retrains them deterministically (seeded) and prints the held-out accuracy.
+The weights are small (0.25 MB) and committed in `weights/`; `python -m train.metrics.digits`
+retrains them (seeded; 4000 steps of 64 frames, 32 min on one contended core of the 2-core AMD
+EPYC dev machine) and prints the held-out accuracy. The committed weights, on 400 held-out clips
+(6400 frames): every digit decision right in 96.4 % of (frame, digit) pairs, the exact set of
+digits right in 73.6 % of frames (mostly overlapping digits), the clip's label found in 93.5 %
+of the clips — the ceiling of the generated-video figure.
 """
 from __future__ import annotations
 
@@ -74,7 +78,7 @@ def _batch(dataset, indices) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
             torch.tensor([lab for _, _, lab in items]))
 
 
-def train_classifier(steps: int = 1500, batch_videos: int = 16, frames_per_video: int = 4, seed: int = 0,
+def train_classifier(steps: int = 4000, batch_videos: int = 16, frames_per_video: int = 4, seed: int = 0,
                      progress: bool = True) -> tuple[DigitPresence, dict]:
     """Trains the classifier on frames of the moving-mnist train split. Returns (model, report)."""
     from train.data import build_dataset
@@ -151,7 +155,7 @@ def digit_probabilities(videos, model: DigitPresence | None = None) -> torch.Ten
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m train.metrics.digits", description=__doc__.split("\n\n")[0])
-    p.add_argument("--steps", type=int, default=1500)
+    p.add_argument("--steps", type=int, default=4000)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--out", default=str(WEIGHTS))
