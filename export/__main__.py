@@ -1,6 +1,8 @@
 """Export a videogan checkpoint into a Triton model repository (ONNX, parity-gated).
 
     python -m export --checkpoint runs/g3an/checkpoint.pt --repository model_repository --name g3an --target cpu
+    python -m export --checkpoint C --repository R --name g3an --target cpu --precision bf16        # AMX / AVX512-BF16 CPUs
+    python -m export --checkpoint C --repository R --name g3an --target cpu --runtime onnxruntime   # ONNX Runtime instead of OpenVINO
     python -m export --checkpoint C --repository R --name encgan3 --target gpu                 # onnxruntime + TensorRT accelerator (FP16)
     python -m export --checkpoint C --repository R --name avlae --target gpu --tensorrt        # TensorRT engines (on the GPU host)
     python -m export.check R                                                                    # validate a repository
@@ -9,10 +11,20 @@ Writes NAME_sample (every family) and NAME_encode, NAME_decode, NAME_reconstruct
 avlae) as version N = 1 + the newest existing version of any NAME_* model. Order of work:
 check the repository is writable and the export is compatible with what it holds, load the
 checkpoint, trace every graph to ONNX (onnx.checker, opset >= 17, no random ops, dynamic
-batch), run the parity gate (ONNX Runtime vs PyTorch on batches 1, 3, 8), build TensorRT
+batch), run the parity gate (the runtime that will serve vs PyTorch on batches 1, 3, 8: on
+--target cpu OpenVINO, or ONNX Runtime with --runtime onnxruntime, at the serving precision;
+on --target gpu ONNX Runtime's CPU provider, then each TensorRT engine), build TensorRT
 engines if asked, stage every model folder next to the repository, validate the staged
 folders with export.check, swap them in. Any error before the swap leaves the repository as
-it was. The last line printed is a JSON summary.
+it was. The last line printed is a JSON summary; `export_checkpoint()` is the same export as
+a library call (it returns that summary).
+
+Precision on --target cpu: fp32 (default) is gated exactly (export.parity.Tolerance); bf16 runs
+OpenVINO with INFERENCE_PRECISION_HINT bf16 on a CPU with AVX512-BF16 or AMX and is gated by
+export.parity.BF16_TOLERANCE (PSNR / SNR >= 40 dB against the FP32 reference; the figures and
+the bound go into every manifest). On a CPU without either, bf16 is refused before any work:
+the gate has to measure the real bf16 arithmetic, and emulated bf16 would serve slower than
+fp32 (export on the machine that will serve).
 """
 from __future__ import annotations
 
@@ -27,8 +39,9 @@ if __package__ in (None, ""):  # pragma: no cover - run as a file
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from export.onnx_export import DEFAULT_OPSET, RECONSTRUCT_MAP, RECONSTRUCT_OUTPUT, ExportError, Tensor  # noqa: E402
-from export.parity import DEFAULT_BATCHES, ParityError, Tolerance  # noqa: E402
-from export.repository import (ENSEMBLE_KEEP, KINDS, ModelPlan, Options, RepositoryError, check_name, conflicts,  # noqa: E402
+from export.parity import DEFAULT_BATCHES, ParityError, Runtime, Tolerance, tolerance_for  # noqa: E402
+from export.repository import (CPU_RUNTIMES, ENSEMBLE_KEEP, KINDS, ModelPlan, Options, RepositoryError,  # noqa: E402
+                               check_name, conflicts,
                                model_name, next_version, python_backend_files, read_existing,
                                sha256_bytes, sha256_file, staging_parent, tool_versions, write_models)
 
@@ -52,15 +65,19 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--repository", required=True, help="Triton model repository folder (created if missing)")
     p.add_argument("--name", help="model name prefix: NAME_sample, NAME_encode, ... (default: the checkpoint's family)")
     p.add_argument("--target", choices=("cpu", "gpu"), required=True,
-                   help="cpu: python backend running model.onnx with ONNX Runtime (embedded Triton); "
+                   help="cpu: python backend running model.onnx with OpenVINO or ONNX Runtime (embedded Triton); "
                         "gpu: Triton's onnxruntime backend on KIND_GPU with the TensorRT accelerator, "
                         "or tensorrt_plan engines with --tensorrt")
     p.add_argument("--family", choices=("g3an", "encgan3", "avlae"),
                    help="refuse the checkpoint unless it holds this family")
     p.add_argument("--tensorrt", action="store_true",
                    help="gpu: build tensorrt_plan engines here (needs TensorRT and the serving GPU)")
-    p.add_argument("--precision", choices=("FP16", "FP32"), default="FP16",
-                   help="gpu: TensorRT precision of the accelerator / engines (default FP16)")
+    p.add_argument("--precision", type=str.upper, choices=("FP32", "BF16", "FP16"),
+                   help="cpu: fp32 (default, exact gate) or bf16 (OpenVINO on CPUs with AVX512-BF16 or AMX, "
+                        "gated by PSNR/SNR >= 40 dB; refused on other CPUs); gpu: TensorRT precision of the "
+                        "accelerator / engines, fp16 (default) or fp32")
+    p.add_argument("--runtime", choices=CPU_RUNTIMES, default="openvino",
+                   help="cpu: what model.py runs the graph with (default openvino; onnxruntime: ONNX Runtime)")
     p.add_argument("--quality", help="a JSON file of the model's measured quality (python -m train.quality "
                                      "--output): copied into every manifest as 'quality'")
     p.add_argument("--max-batch-size", type=int, default=8, help="config max_batch_size (default 8)")
@@ -77,6 +94,16 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="cpu: split a batch into this many shards run side by side on one thread each, "
                         "config parameter ORT_BATCH_SHARDS (default 0 = auto: one per core, at most 4; "
                         "1 = off)")
+    p.add_argument("--ov-threads", type=int, default=0,
+                   help="cpu/openvino: threads of a one-video batch, config parameter OV_THREADS (default 0 = auto: "
+                        "the cores available)")
+    p.add_argument("--ov-batch-shards", type=int, default=0,
+                   help="cpu/openvino: split a batch into this many shards run side by side (one stream and one "
+                        "thread each), config parameter OV_BATCH_SHARDS (default 0 = auto: one per core, at most 4; "
+                        "1 = off)")
+    p.add_argument("--ov-cache-dir", default="auto",
+                   help="cpu/openvino: compile cache, config parameter OV_CACHE_DIR: auto (default: "
+                        "$VIDEOGAN_OV_CACHE_DIR, else ~/.cache/videogan/openvino, a folder per graph), off, or a folder")
     p.add_argument("--serve-versions", type=int, default=2,
                    help="version_policy latest N (default 2: the new and the previous version); 0 = all")
     p.add_argument("--no-warmup", action="store_true", help="leave model_warmup out of the configs")
@@ -89,7 +116,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--rtol", type=float, default=1e-5,
                    help="parity: float tolerance, part relative to max|torch| of the tensor (default 1e-5)")
     p.add_argument("--max-uint8-diff", type=int, default=1, help="parity: uint8 levels allowed (default 1)")
-    p.add_argument("--threads", type=int, default=2, help="torch / ONNX Runtime threads used here (default 2)")
+    p.add_argument("--threads", type=int, default=2,
+                   help="torch threads, and shards of the served session in the parity gate, used here (default 2)")
     p.add_argument("--trt-opt-batch", type=int, default=0, help="--tensorrt: profile opt batch (default max)")
     p.add_argument("--trt-workspace-mib", type=int, default=4096, help="TensorRT workspace (MiB)")
     p.add_argument("--trt-builder", choices=("python", "trtexec"), default="python",
@@ -129,14 +157,18 @@ def run(args: argparse.Namespace) -> dict:
     from export.parity import check_parity, check_reconstruct_parity
 
     options = Options(
-        target=args.target, tensorrt=args.tensorrt, precision=args.precision,
+        target=args.target, tensorrt=args.tensorrt,
+        precision=args.precision or ("FP32" if args.target == "cpu" else "FP16"), runtime=args.runtime,
         max_batch_size=args.max_batch_size, preferred_batch_sizes=tuple(args.preferred_batch_sizes),
         queue_delay_us=args.queue_delay_us, instances=args.instances, ort_intra_threads=args.ort_threads,
-        ort_batch_shards=args.ort_batch_shards,
+        ort_batch_shards=args.ort_batch_shards, ov_threads=args.ov_threads, ov_batch_shards=args.ov_batch_shards,
+        ov_cache_dir=args.ov_cache_dir,
         serve_versions=args.serve_versions, warmup=not args.no_warmup, replace=args.replace,
         trt_opt_batch=args.trt_opt_batch, trt_workspace_mib=args.trt_workspace_mib)
     options.validate()
-    tolerance = Tolerance(atol=args.atol, rtol=args.rtol, max_uint8_levels=args.max_uint8_diff)
+    served = served_runtime(options, max(1, args.threads))
+    tolerance = tolerance_for(served.precision, Tolerance(atol=args.atol, rtol=args.rtol,
+                                                          max_uint8_levels=args.max_uint8_diff))
     batches = [b for b in args.parity_batches if b <= options.max_batch_size]
     if not batches:
         raise ValueError(f"every --parity-batches size is above --max-batch-size {options.max_batch_size}")
@@ -150,6 +182,8 @@ def run(args: argparse.Namespace) -> dict:
         raise FileNotFoundError(f"checkpoint not found: {checkpoint}")
     quality = read_quality(args.quality) if args.quality else None
     staging_parent(repository)
+    if served.precision == "bf16":
+        require_native_bf16()
     if options.tensorrt:
         if args.trt_builder == "python":
             trt_support.require_tensorrt()
@@ -195,13 +229,13 @@ def run(args: argparse.Namespace) -> dict:
     for kind, spec in specs.items():
         t0 = time.monotonic()
         parity[kind] = check_parity(onnx_bytes[kind], spec, name=model_name(name, kind), batches=batches,
-                                    tolerance=tolerance, threads=threads)
+                                    tolerance=tolerance, runtime=served)
         _log(f"export: parity {model_name(name, kind)}: {_parity_line(parity[kind])} ({time.monotonic() - t0:.1f} s)")
     if "encode" in specs:
         parity["reconstruct"] = check_reconstruct_parity(
             onnx_bytes["encode"], onnx_bytes["decode"], specs["encode"], specs["decode"],
             RECONSTRUCT_MAP[model.family], name=model_name(name, "reconstruct"), batches=batches,
-            tolerance=tolerance, threads=threads)
+            tolerance=tolerance, runtime=served)
         _log(f"export: parity {model_name(name, 'reconstruct')}: {_parity_line(parity['reconstruct'])}")
 
     # 5. TensorRT engines (GPU host only)
@@ -240,7 +274,7 @@ def run(args: argparse.Namespace) -> dict:
     plans = []
     for kind, spec in specs.items():
         if options.backend == "python":
-            files = python_backend_files(onnx_bytes[kind])
+            files = python_backend_files(onnx_bytes[kind], options)
         elif options.backend == "onnxruntime":
             files = {"model.onnx": onnx_bytes[kind]}
         else:
@@ -270,6 +304,7 @@ def run(args: argparse.Namespace) -> dict:
         "metrics": meta.get("metrics"),
         "quality": quality,
         "target": options.target, "backend": options.backend,
+        **({"runtime": {"name": served.name, "precision": served.precision}} if options.target == "cpu" else {}),
         "export_options": {**options.to_json(), "opset": args.opset, "parity_batches": batches,
                            "tolerance": tolerance.to_json()},
         "tools": {**tool_versions(), "exporter": EXPORTER_VERSION},
@@ -287,11 +322,44 @@ def run(args: argparse.Namespace) -> dict:
     summary = {
         "repository": str(repository.resolve()), "name": name, "version": version,
         "family": model.family, "preset": model.preset, "target": options.target, "backend": options.backend,
+        "runtime": served.name, "precision": served.precision,
         "models": {n: sorted(str(p.relative_to(f)) for p in (f / str(version)).rglob("*") if p.is_file())
                    for n, f in written.items()},
         "parity": {model_name(name, k): _parity_figures(r) for k, r in parity.items()},
     }
     return summary
+
+
+def served_runtime(options: Options, threads: int) -> Runtime:
+    """What the parity gate runs: the served runtime and precision on --target cpu; ONNX Runtime's
+    CPU provider in FP32 for --target gpu (its engines are gated on their own, export.tensorrt)."""
+    if options.target == "cpu":
+        return Runtime(options.runtime, options.precision.lower(), threads)
+    return Runtime("onnxruntime", "fp32", threads)
+
+
+def require_native_bf16() -> None:
+    """--precision bf16 only where the CPU computes bf16 natively (the flags train.runtime reads)."""
+    import torch
+
+    from train.runtime import bf16_native
+
+    ok, why = bf16_native(torch.device("cpu"))
+    if not ok:
+        raise ValueError(f"--precision bf16 refused: {why}. Export with --precision fp32 (the default), or on the "
+                         "AVX512-BF16 / AMX machine that will serve (the parity gate measures the real bf16 arithmetic).")
+
+
+def export_checkpoint(checkpoint, repository, *, target: str = "cpu", **flags) -> dict:
+    """The export as a library call: `flags` are the command line's options by their argparse
+    names (name="g3an", runtime="openvino", precision="BF16", max_batch_size=32, replace=True, ...).
+    Returns the summary the command prints; raises what the command reports as an error."""
+    args = parse_args(["--checkpoint", str(checkpoint), "--repository", str(repository), "--target", target])
+    unknown = sorted(set(flags) - set(vars(args)))
+    if unknown:
+        raise TypeError(f"export_checkpoint: unknown option(s) {unknown}")
+    vars(args).update(flags)
+    return run(args)
 
 
 def read_quality(path: str) -> list:
@@ -329,24 +397,30 @@ def _conflict_message(repository: Path, name: str, problems: list[str]) -> str:
 
 
 def _parity_figures(report: dict) -> dict:
-    out = {}
-    for tensor, entry in report.get("tensors", {}).items():
-        if entry["dtype"] == "UINT8":
-            out[tensor] = {"max_levels": entry.get("max_levels"), "values_off": entry.get("values_off"),
-                           "values": entry.get("values")}
-        else:
-            out[tensor] = {"max_abs": entry.get("max_abs"), "max_ref": entry.get("max_ref")}
-    return out
+    """The summary figures of every tensor (per-batch figures stay in the manifest)."""
+    return {tensor: {k: v for k, v in entry.items() if k not in ("dtype", "per_batch")}
+            for tensor, entry in report.get("tensors", {}).items()}
+
+
+def _db(value) -> str:
+    return "exact" if value is None else f"{value:.1f} dB"
 
 
 def _parity_line(report: dict) -> str:
     parts = []
-    for tensor, figures in _parity_figures(report).items():
-        if "max_levels" in figures:
-            parts.append(f"{tensor} max {figures['max_levels']} level(s), {figures['values_off']}/{figures['values']} off")
+    for tensor, f in _parity_figures(report).items():
+        if "psnr_db" in f and "max_levels" in f:
+            parts.append(f"{tensor} PSNR {_db(f['psnr_db'])}, {100 * f['within_fraction']:.3f} % within 2 levels, "
+                         f"max {f['max_levels']} level(s)")
+        elif "max_levels" in f:
+            parts.append(f"{tensor} max {f['max_levels']} level(s), {f['values_off']}/{f['values']} off")
+        elif "psnr_db" in f:
+            parts.append(f"{tensor} PSNR {_db(f['psnr_db'])}")
+        elif "snr_db" in f:
+            parts.append(f"{tensor} SNR {_db(f['snr_db'])}")
         else:
-            parts.append(f"{tensor} max|diff| {figures['max_abs']:.2e} (max|ref| {figures['max_ref']:.2e})")
-    return "; ".join(parts) + f" on batches {report.get('batches')}"
+            parts.append(f"{tensor} max|diff| {f['max_abs']:.2e} (max|ref| {f['max_ref']:.2e})")
+    return "; ".join(parts) + f" on batches {report.get('batches')} ({report.get('runtime')})"
 
 
 def main(argv=None) -> int:

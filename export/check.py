@@ -8,7 +8,8 @@ path is not a folder). Checks, per model folder:
 - `config.pbtxt` parses (tritonclient's ModelConfig protobuf), its name is the folder's name,
   max_batch_size > 0, preferred batch sizes <= max_batch_size, an instance_group (non-ensembles);
 - numeric version folders exist; each holds the files its backend needs (python: model.py +
-  model.onnx; onnxruntime: model.onnx; tensorrt_plan: model.plan) and the ONNX graph passes
+  model.onnx, and a runtime.json naming a known runtime and precision where there is one;
+  onnxruntime: model.onnx; tensorrt_plan: model.plan) and the ONNX graph passes
   onnx.checker and has exactly the config's inputs/outputs (names, dtypes, dims, dynamic batch);
   a TensorRT engine's tensors are compared too where `tensorrt` is importable;
 - model_warmup inputs are the config's inputs and their data files exist with the right size;
@@ -32,6 +33,7 @@ import numpy as np
 from .onnx_export import Tensor, compare_io
 from .repository import (CONFIG, MANIFEST, MANIFEST_FORMAT, _backend_of, config_tensor, config_tensors, file_hashes,
                          parse_config, sha256_file)
+from .templates.model import read_runtime
 
 _SIZES = {"FP32": 4, "UINT8": 1, "TYPE_FP32": 4, "TYPE_UINT8": 1, "FP16": 2, "INT32": 4, "INT64": 8}
 
@@ -123,6 +125,10 @@ def _check_model(name: str, folder: Path, cfg, models: dict, problems: list[str]
         if backend == "python":
             if not (vdir / "model.py").is_file():
                 problems.append(f"{where}: no model.py (python backend)")
+            try:
+                read_runtime(str(vdir))
+            except (OSError, ValueError) as error:
+                problems.append(f"{where}: {error}")
             onnx_file = vdir / params.get("ONNX_FILE", "model.onnx")
             if not onnx_file.is_file():
                 problems.append(f"{where}: no {onnx_file.name} for model.py to run")

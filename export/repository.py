@@ -6,7 +6,9 @@ Layout written for one export name NAME (see model_repository/README.md):
     <repository>/NAME_sample/manifest.json      provenance, parity figures and sha256 of every file
     <repository>/NAME_sample/warmup/label       (conditional models) one-hot row for model_warmup
     <repository>/NAME_sample/<N>/model.onnx     the graph (every target)
-    <repository>/NAME_sample/<N>/model.py       --target cpu: python-backend runner (ONNX Runtime)
+    <repository>/NAME_sample/<N>/model.py       --target cpu: python-backend runner (OpenVINO or ONNX Runtime)
+    <repository>/NAME_sample/<N>/runtime.json   --target cpu: the runtime and precision this version was
+                                                 gated for and runs with ({"runtime", "precision"})
     <repository>/NAME_sample/<N>/model.plan     --target gpu --tensorrt: TensorRT engine
     <repository>/NAME_{encode,decode}/...       encoder families, same layout
     <repository>/NAME_reconstruct/config.pbtxt  ensemble encode -> decode; <N>/ holds only
@@ -45,6 +47,7 @@ from pathlib import Path
 import numpy as np
 
 from .onnx_export import Tensor
+from .templates.model import RUNTIME_FILE
 
 MANIFEST = "manifest.json"
 MANIFEST_FORMAT = "videogan-export-manifest/1"
@@ -61,11 +64,16 @@ class RepositoryError(RuntimeError):
 
 # --- options and plans ------------------------------------------------------------------------
 
+CPU_RUNTIMES = ("openvino", "onnxruntime")
+PRECISIONS = {"cpu": ("FP32", "BF16"), "gpu": ("FP16", "FP32")}
+
+
 @dataclass
 class Options:
     target: str = "cpu"                      # cpu | gpu
     tensorrt: bool = False                   # gpu: tensorrt_plan engines instead of onnxruntime
-    precision: str = "FP16"                  # gpu: TensorRT precision (accelerator or engine)
+    precision: str = "FP16"                  # gpu: TensorRT precision (accelerator or engine); cpu: FP32 | BF16
+    runtime: str = "openvino"                # cpu: what model.py runs the graph with (openvino | onnxruntime)
     max_batch_size: int = 8
     preferred_batch_sizes: tuple[int, ...] = ()
     queue_delay_us: int = 2000
@@ -73,6 +81,9 @@ class Options:
     ort_intra_threads: int = 0               # cpu: 0 = auto (cores available, at most 4)
     ort_inter_threads: int = 1
     ort_batch_shards: int = 0                # cpu: 0 = auto (one shard per core, at most 4); 1 = off
+    ov_threads: int = 0                      # cpu/openvino: threads of a one-video batch, 0 = auto (cores)
+    ov_batch_shards: int = 0                 # cpu/openvino: 0 = auto (one shard per core, at most 4); 1 = off
+    ov_cache_dir: str = "auto"               # cpu/openvino: compile cache (auto | off | a folder)
     serve_versions: int = 2                  # version_policy latest N; 0 = all
     warmup: bool = True
     replace: bool = False
@@ -84,8 +95,13 @@ class Options:
             raise ValueError(f"--target must be cpu or gpu, got {self.target!r}")
         if self.tensorrt and self.target != "gpu":
             raise ValueError("--tensorrt builds engines for the GPU target: add --target gpu")
-        if self.precision not in ("FP16", "FP32"):
-            raise ValueError(f"--precision must be FP16 or FP32, got {self.precision!r}")
+        if self.precision not in PRECISIONS[self.target]:
+            raise ValueError(f"--precision {self.precision.lower()} is not offered for --target {self.target} "
+                             f"(choose from {', '.join(p.lower() for p in PRECISIONS[self.target])})")
+        if self.runtime not in CPU_RUNTIMES:
+            raise ValueError(f"--runtime must be one of {', '.join(CPU_RUNTIMES)}, got {self.runtime!r}")
+        if self.precision == "BF16" and self.runtime != "openvino":
+            raise ValueError("--precision bf16 is served by OpenVINO only: use --runtime openvino")
         if not 1 <= self.max_batch_size <= 4096:
             raise ValueError(f"--max-batch-size must be 1..4096, got {self.max_batch_size}")
         bad = [b for b in self.preferred_batch_sizes if not 1 <= b <= self.max_batch_size]
@@ -93,8 +109,9 @@ class Options:
             raise ValueError(f"preferred batch sizes {bad} are outside 1..max_batch_size ({self.max_batch_size})")
         if self.queue_delay_us < 0 or self.instances < 1 or self.serve_versions < 0:
             raise ValueError("--queue-delay-us >= 0, --instances >= 1 and --serve-versions >= 0 are required")
-        if self.ort_intra_threads < 0 or self.ort_inter_threads < 0 or self.ort_batch_shards < 0:
-            raise ValueError("ONNX Runtime thread counts must be >= 0")
+        if min(self.ort_intra_threads, self.ort_inter_threads, self.ort_batch_shards, self.ov_threads,
+               self.ov_batch_shards) < 0:
+            raise ValueError("thread and shard counts must be >= 0")
         if not 0 <= self.trt_opt_batch <= self.max_batch_size:
             raise ValueError(f"--trt-opt-batch must be 0..{self.max_batch_size}")
 
@@ -199,10 +216,12 @@ def _json_default(value):
 def tool_versions() -> dict:
     import onnx
     import onnxruntime
+    import openvino
     import torch
 
     return {"python": platform.python_version(), "torch": torch.__version__, "onnx": onnx.__version__,
-            "onnxruntime": onnxruntime.__version__, "numpy": np.__version__}
+            "onnxruntime": onnxruntime.__version__, "openvino": openvino.get_version().split("-")[0],
+            "numpy": np.__version__}
 
 
 # --- config.pbtxt -----------------------------------------------------------------------------
@@ -263,10 +282,8 @@ def build_config(plan: ModelPlan, options: Options):
     if options.backend == "python":
         cfg.backend = "python"
         kind = mc.ModelInstanceGroup.KIND_CPU
-        cfg.parameters["ORT_INTRA_OP_THREADS"].string_value = str(options.ort_intra_threads)
-        cfg.parameters["ORT_INTER_OP_THREADS"].string_value = str(options.ort_inter_threads)
-        cfg.parameters["ORT_BATCH_SHARDS"].string_value = str(options.ort_batch_shards)
-        cfg.parameters["ONNX_FILE"].string_value = "model.onnx"
+        for key, value in python_parameters(options).items():
+            cfg.parameters[key].string_value = value
     elif options.backend == "onnxruntime":
         cfg.backend = "onnxruntime"
         cfg.default_model_filename = "model.onnx"
@@ -598,5 +615,20 @@ def _commit(repository: Path, view: Path, staging: Path, plans, existing, all_na
     return {n: repository / n for n in names}
 
 
-def python_backend_files(onnx_bytes: bytes) -> dict[str, bytes]:
-    return {"model.onnx": onnx_bytes, "model.py": TEMPLATE.read_bytes()}
+def python_parameters(options: Options) -> dict[str, str]:
+    """config.pbtxt parameters model.py reads: threads, shards and the compile cache of the runtime
+    (how fast it runs; what it computes is fixed per version by runtime.json)."""
+    if options.runtime == "onnxruntime":
+        params = {"ORT_INTRA_OP_THREADS": options.ort_intra_threads, "ORT_INTER_OP_THREADS": options.ort_inter_threads,
+                  "ORT_BATCH_SHARDS": options.ort_batch_shards}
+    else:
+        params = {"OV_THREADS": options.ov_threads, "OV_BATCH_SHARDS": options.ov_batch_shards,
+                  "OV_CACHE_DIR": options.ov_cache_dir}
+    return {**{k: str(v) for k, v in params.items()}, "ONNX_FILE": "model.onnx"}
+
+
+def python_backend_files(onnx_bytes: bytes, options: Options) -> dict[str, bytes]:
+    """model.onnx, the served model.py, and runtime.json: the runtime and precision the version was gated for."""
+    runtime = {"runtime": options.runtime, "precision": options.precision.lower()}
+    return {"model.onnx": onnx_bytes, "model.py": TEMPLATE.read_bytes(),
+            RUNTIME_FILE: (json.dumps(runtime, indent=1) + "\n").encode()}

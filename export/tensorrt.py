@@ -237,10 +237,8 @@ def engine_parity(engine_bytes: bytes, spec: GraphSpec, *, name: str, precision:
         got = run_engine(engine_bytes, feeds, spec.output_names, engine=engine)
         for out_name in spec.output_names:
             collector.add(batch, out_name, got[out_name], reference[out_name])
-    report = _refuse(f"{name} TensorRT {precision} engine", collector,
-                     f"{spec.kind} TensorRT {precision} engine vs PyTorch", runtime=f"TensorRT {precision}")
-    report["runtime"] = f"TensorRT {trt.__version__} {precision}"
-    return report
+    return _refuse(f"{name} TensorRT {precision} engine", collector, f"{spec.kind} TensorRT {precision} engine vs PyTorch",
+                   f"TensorRT {precision}", f"TensorRT {trt.__version__} {precision}")
 
 
 def gpu_description() -> dict:

@@ -1,8 +1,15 @@
-"""Export: ONNX graphs of the wire contract, the parity gate, the Triton repository, export.check.
+"""Export: ONNX graphs of the wire contract, the parity gate (OpenVINO and ONNX Runtime, FP32 and
+BF16), the Triton repository, export.check, the served model.py and its sessions.
 
 Untrained `tiny` checkpoints (made with train.checkpoint.save_checkpoint) stand in for trained
-ones. Real ONNX Runtime everywhere; the last test runs the real embedded Triton server.
-Parity runs on batches 1 and 3 here to keep the suite light (the CLI default is 1, 3, 8).
+ones. Real OpenVINO and ONNX Runtime everywhere; the last test runs the real embedded Triton
+server. Parity runs on batches 1 and 3 here to keep the suite light (the CLI default is 1, 3, 8).
+
+BF16: the machine the suite runs on may have no AVX512-BF16 / AMX (the development machine is an
+AVX2 AMD EPYC today). There, the bf16 export is tested through its refusal and through
+simulated CPU flags (`train.runtime.cpu_flags`, what the exporter reads): OpenVINO then
+compiles the bf16 request in f32 (it says so: the manifest records the compiled precision), so
+the BF16 gate's bounds are tested on graphs whose weights are rounded to bf16 and coarser.
 """
 from __future__ import annotations
 
@@ -27,7 +34,7 @@ from export.check import check_repository
 from export.check import main as check_main
 from export.onnx_export import (RECONSTRUCT_OUTPUT, ExportError, GraphSpec, Tensor, export_onnx, graph_specs,
                                 uint8_to_float_video)
-from export.parity import ParityError, Tolerance, check_parity
+from export.parity import BF16_TOLERANCE, ParityError, Runtime, Tolerance, check_parity
 from export.repository import parse_config
 from train.checkpoint import save_checkpoint
 from train.models import build_model
@@ -105,7 +112,12 @@ def test_export_cpu_and_gpu_repositories_pass_check(family, checkpoints, tmp_pat
             assert [o.name for o in c_cfg.output] == [RECONSTRUCT_OUTPUT]
             assert entry["parity"]["tensors"]["video"]["max_levels"] <= 1
             continue
-        assert set(entry["files"]) == {"model.onnx", "model.py"}
+        assert set(entry["files"]) == {"model.onnx", "model.py", "runtime.json"}
+        assert json.loads((cpu / model / "1" / "runtime.json").read_text()) == {"runtime": "openvino",
+                                                                                 "precision": "fp32"}
+        assert entry["runtime"] == {"name": "openvino", "precision": "fp32"}
+        assert entry["parity"]["runtime"].startswith("openvino") and "compiled: f32" in entry["parity"]["runtime"]
+        assert entry["parity"]["tolerance"]["precision"] == "fp32"
         assert all(len(f["sha256"]) == 64 for f in entry["files"].values())
         for tensor, figures in entry["parity"]["tensors"].items():
             if figures["dtype"] == "UINT8":
@@ -114,9 +126,11 @@ def test_export_cpu_and_gpu_repositories_pass_check(family, checkpoints, tmp_pat
                 assert figures["max_abs"] <= 1e-4 + 1e-5 * figures["max_ref"]
         if model.endswith(("_sample", "_decode")):
             assert entry["parity"]["tensors"]["video_float"]["max_abs"] <= 1e-4  # float before quantisation
-        # cpu: python backend with ORT threads configurable; gpu: onnxruntime + TensorRT FP16 accelerator
+        # cpu: python backend with OpenVINO threads, shards and compile cache configurable;
+        # gpu: onnxruntime + TensorRT FP16 accelerator
         assert c_cfg.backend == "python" and c_cfg.instance_group[0].kind == c_cfg.instance_group[0].KIND_CPU
-        assert c_cfg.parameters["ORT_INTRA_OP_THREADS"].string_value == "0"
+        assert {k: v.string_value for k, v in c_cfg.parameters.items()} == {
+            "OV_THREADS": "0", "OV_BATCH_SHARDS": "0", "OV_CACHE_DIR": "auto", "ONNX_FILE": "model.onnx"}
         assert g_cfg.backend == "onnxruntime" and g_cfg.instance_group[0].kind == g_cfg.instance_group[0].KIND_GPU
         accelerator = g_cfg.optimization.execution_accelerators.gpu_execution_accelerator[0]
         assert accelerator.name == "tensorrt" and accelerator.parameters["precision_mode"] == "FP16"
@@ -228,6 +242,105 @@ def test_parity_gate_refuses_garbage_bytes(g3an_sample_graph):
         check_parity(b"this is not an onnx graph", spec, batches=(1,))
 
 
+# --- the gate runs the serving runtime: OpenVINO, FP32 and BF16 ------------------------------------
+
+OPENVINO = Runtime("openvino", "fp32", 1)
+OPENVINO_BF16 = Runtime("openvino", "bf16", 1)
+AMX_FLAGS = frozenset({"sse4_2", "avx", "avx2", "fma", "avx512f", "avx512_bf16", "amx_tile", "amx_bf16"})
+
+
+@pytest.fixture(scope="module")
+def encgan3_encode_graph():
+    torch.manual_seed(0)
+    spec = next(s for s in graph_specs(build_model("encgan3", "tiny").for_inference()) if s.kind == "encode")
+    return spec, export_onnx(spec)
+
+
+def _rounded_weights(proto: onnx.ModelProto, bits: int) -> onnx.ModelProto:
+    """Every float weight rounded (to nearest, ties to even) to `bits` mantissa bits: 7 is bf16."""
+    out = onnx.ModelProto()
+    out.CopyFrom(proto)
+    drop = 23 - bits
+    for init in out.graph.initializer:
+        array = onnx.numpy_helper.to_array(init)
+        if array.dtype != np.float32 or array.size < 2:
+            continue
+        u = array.view(np.uint32).astype(np.uint64)
+        u = ((u + (1 << (drop - 1)) - 1 + ((u >> drop) & 1)) >> drop) << drop
+        init.CopyFrom(onnx.numpy_helper.from_array(u.astype(np.uint32).view(np.float32), init.name))
+    return out
+
+
+def test_openvino_parity_gate_passes_the_real_graph_and_refuses_perturbed_weights(g3an_sample_graph):
+    spec, proto = g3an_sample_graph
+    report = check_parity(proto.SerializeToString(), spec, batches=(1, 3), runtime=Runtime("openvino", "fp32", 2))
+    assert report["passed"] and report["runtime"].startswith("openvino") and "2 shard(s)" in report["runtime"]
+    assert report["tensors"]["video"]["max_levels"] <= 1 and report["tensors"]["video_float"]["max_abs"] < 1e-4
+    with pytest.raises(ParityError, match=r"refused — OpenVINO FP32 and PyTorch disagree: .*video_float"):
+        check_parity(_tampered_weights(proto), spec, batches=(1,), runtime=OPENVINO)
+
+
+def test_bf16_gate_accepts_bf16_rounding_that_the_fp32_gate_refuses(encgan3_encode_graph, g3an_sample_graph):
+    for spec, proto in (encgan3_encode_graph, g3an_sample_graph):
+        rounded = _rounded_weights(proto, 7)
+        with pytest.raises(ParityError, match="max abs difference"):
+            check_parity(rounded, spec, batches=(1,), runtime=OPENVINO)
+        report = check_parity(rounded, spec, batches=(1,), tolerance=BF16_TOLERANCE, runtime=OPENVINO_BF16)
+        assert report["passed"] and report["tolerance"]["precision"] == "bf16"
+        assert "INFERENCE_PRECISION_HINT bf16" in report["runtime"]
+        for figures in report["tensors"].values():
+            assert (figures.get("psnr_db") or figures.get("snr_db")) > 45
+
+
+def test_bf16_gate_refuses_what_is_outside_its_tolerance(encgan3_encode_graph, g3an_sample_graph):
+    spec, proto = encgan3_encode_graph        # weights with 3 mantissa bits: latents ~30 dB
+    with pytest.raises(ParityError, match=r"OpenVINO BF16 and PyTorch disagree: .*'z_a_mean': SNR \d+\.\d dB "
+                                          r"\(needs >= 40\)") as info:
+        check_parity(_rounded_weights(proto, 3), spec, batches=(1,), tolerance=BF16_TOLERANCE, runtime=OPENVINO_BF16)
+    assert info.value.report["tensors"]["z_a_mean"]["snr_db"] < 40
+    spec, proto = g3an_sample_graph           # the video quantised with 120 instead of 127.5
+    with pytest.raises(ParityError, match=r"'video': PSNR \d+\.\d dB \(needs >= 40\), \d+\.\d+ % of values "
+                                          r"within 2 levels") as info:
+        check_parity(_tampered_quantisation(proto), spec, batches=(1,), tolerance=BF16_TOLERANCE,
+                     runtime=OPENVINO_BF16)
+    assert info.value.report["tensors"]["video_float"]["psnr_db"] > 100      # the float video is right
+
+
+def test_bf16_export_on_a_simulated_amx_cpu_states_its_tolerance(checkpoints, tmp_path, monkeypatch, capsys):
+    import train.runtime
+
+    monkeypatch.setattr(train.runtime, "cpu_flags", lambda: AMX_FLAGS)
+    repository = tmp_path / "repo"
+    assert export(checkpoints["g3an"], repository, "--precision", "bf16", name="b") == 0
+    assert check_repository(repository)[0] == []
+    assert json.loads((repository / "b_sample" / "1" / "runtime.json").read_text()) == {"runtime": "openvino",
+                                                                                         "precision": "bf16"}
+    entry = json.loads((repository / "b_sample" / "manifest.json").read_text())["versions"]["1"]
+    parity = entry["parity"]
+    assert parity["passed"] and parity["tolerance"] == BF16_TOLERANCE.to_json()
+    assert "INFERENCE_PRECISION_HINT bf16" in parity["runtime"]
+    assert parity["tensors"]["video"]["within_fraction"] >= 0.999 and "psnr_db" in parity["tensors"]["video"]
+    assert entry["runtime"] == {"name": "openvino", "precision": "bf16"}
+    assert entry["export_options"]["precision"] == "BF16"
+    assert "PSNR" in capsys.readouterr().err
+
+
+def test_bf16_export_is_refused_on_a_cpu_without_bf16(checkpoints, tmp_path, monkeypatch, capsys):
+    import train.runtime
+
+    monkeypatch.setattr(train.runtime, "cpu_flags", lambda: frozenset({"sse4_2", "avx", "avx2", "fma", "avx512f"}))
+    repository = tmp_path / "repo"
+    assert export(checkpoints["g3an"], repository, "--precision", "bf16") == 1
+    err = capsys.readouterr().err
+    assert ("--precision bf16 refused: this CPU has neither avx512_bf16 nor amx_bf16 (widest ISA: AVX-512)" in err
+            and "--precision fp32" in err)
+    assert export(checkpoints["g3an"], repository, "--precision", "bf16", "--runtime", "onnxruntime") == 1
+    assert "served by OpenVINO only" in capsys.readouterr().err
+    assert export(checkpoints["g3an"], repository, "--precision", "fp16") == 1
+    assert "--precision fp16 is not offered for --target cpu" in capsys.readouterr().err
+    assert not repository.exists()
+
+
 def test_export_refuses_a_broken_graph_and_writes_nothing(checkpoints, tmp_path, monkeypatch, capsys):
     import export.onnx_export as onnx_export
 
@@ -264,9 +377,14 @@ def test_second_export_adds_a_version_and_keeps_the_first(checkpoints, tmp_path)
     repository = tmp_path / "repo"
     assert export(checkpoints["g3an"], repository, name="g") == 0
     first = tree_digest(repository / "g_sample" / "1")
-    assert export(checkpoints["g3an"], repository, "--serve-versions", "0", name="g") == 0
+    assert export(checkpoints["g3an"], repository, "--serve-versions", "0", "--runtime", "onnxruntime", name="g") == 0
     assert sorted(p.name for p in (repository / "g_sample").iterdir() if p.is_dir()) == ["1", "2"]
     assert tree_digest(repository / "g_sample" / "1") == first
+    # the runtime is per version: version 1 stays as it was gated (OpenVINO), version 2 runs ONNX Runtime
+    runtimes = [json.loads((repository / "g_sample" / v / "runtime.json").read_text())["runtime"] for v in "12"]
+    assert runtimes == ["openvino", "onnxruntime"]
+    assert {k: v.string_value for k, v in config(repository, "g_sample").parameters.items()} == {
+        "ORT_INTRA_OP_THREADS": "0", "ORT_INTER_OP_THREADS": "1", "ORT_BATCH_SHARDS": "0", "ONNX_FILE": "model.onnx"}
     manifest = json.loads((repository / "g_sample" / "manifest.json").read_text())
     assert sorted(manifest["versions"]) == ["1", "2"] and manifest["latest_version"] == 2
     assert config(repository, "g_sample").version_policy.HasField("all")
@@ -311,7 +429,7 @@ def test_bad_inputs_get_clear_errors_and_nothing_is_written(checkpoints, tmp_pat
     junk = tmp_path / "junk.pt"
     junk.write_bytes(b"not a checkpoint at all")
     assert export(junk, repository) == 1
-    assert "not a readable videogan checkpoint" in capsys.readouterr().err
+    assert "is truncated or not a checkpoint" in capsys.readouterr().err
 
     other = tmp_path / "other.pt"
     torch.save({"weights": torch.zeros(3)}, other)
@@ -419,6 +537,13 @@ def test_check_reports_broken_ensembles(good_repository, tmp_path):
     assert any("named like an ensemble input" in p for p in problems)
 
 
+def test_check_reports_an_unknown_runtime(good_repository, tmp_path):
+    def edit(r):
+        (r / "e_sample" / "1" / "runtime.json").write_text('{"runtime": "onnxruntime", "precision": "bf16"}')
+    problems = _broken_copy(good_repository, tmp_path, edit)
+    assert any(p.startswith("e_sample/1: ") and "precision 'bf16' is not one of" in p for p in problems)
+
+
 def test_check_reports_unlisted_versions_and_exits_non_zero(good_repository, tmp_path, capsys):
     def edit(r):
         shutil.copytree(r / "e_sample" / "1", r / "e_sample" / "5")
@@ -461,9 +586,10 @@ class _FakePbUtils(types.ModuleType):
         return {"TYPE_FP32": np.float32, "TYPE_UINT8": np.uint8}[name]
 
 
-def test_model_py_validates_and_batches_requests(good_repository, monkeypatch):
+def test_model_py_validates_and_batches_requests(good_repository, monkeypatch, tmp_path):
     from google.protobuf import json_format
 
+    monkeypatch.setenv("VIDEOGAN_OV_CACHE_DIR", str(tmp_path / "ov-cache"))    # OV_CACHE_DIR "auto"
     fake = _FakePbUtils("triton_python_backend_utils")
     monkeypatch.setitem(sys.modules, "triton_python_backend_utils", fake)
     spec = importlib.util.spec_from_file_location("videogan_model_py", good_repository / "e_sample" / "1" / "model.py")
@@ -473,6 +599,8 @@ def test_model_py_validates_and_batches_requests(good_repository, monkeypatch):
     model = module.TritonPythonModel()
     model.initialize({"model_name": "e_sample", "model_config": json.dumps(cfg),
                       "model_repository": str(good_repository / "e_sample"), "model_version": "1"})
+    assert model.runtime == "openvino" and "openvino" in model.session.description
+    assert list((tmp_path / "ov-cache").glob("*/*.blob"))            # compiled into the cache of "auto"
     calls = []
     real_run = model.session.run
     model.session = types.SimpleNamespace(run=lambda names, feed: calls.append(feed["z_a"].shape) or real_run(names, feed))
@@ -500,36 +628,88 @@ def test_model_py_validates_and_batches_requests(good_repository, monkeypatch):
     alone = real_run(["video"], {"z_a": requests[4]["z_a"].array, "z_m": requests[4]["z_m"].array})[0]
     assert np.array_equal(alone, responses[4].output_tensors[0].array)
 
-    # ONNX Runtime failing is an error response, not an exception out of execute()
+    # the runtime failing is an error response, not an exception out of execute()
     model.session = types.SimpleNamespace(run=lambda *a: (_ for _ in ()).throw(RuntimeError("boom")))
     (response,) = model.execute([request(1)])
-    assert "ONNX Runtime failed" in response.error.message
+    assert "OpenVINO failed on a batch of 1: boom" in response.error.message
 
 
-def test_sharded_session_equals_one_session(good_repository, monkeypatch):
-    """model.py splits a batch into one shard per core run side by side; the videos must be the
-    ones a single session.run over the whole batch gives, for any batch size and shard count."""
+def _served_module(good_repository, monkeypatch):
+    """The model.py an export wrote, imported as Triton's stub imports it (fake pb_utils)."""
     monkeypatch.setitem(sys.modules, "triton_python_backend_utils", _FakePbUtils("triton_python_backend_utils"))
     spec = importlib.util.spec_from_file_location("videogan_model_py", good_repository / "e_sample" / "1" / "model.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
+    return module
+
+
+def _count_shards(session, sizes):
+    """Record the batch size of every shard the session runs."""
+    if hasattr(session, "requests"):          # OpenVINO: one infer request per shard
+        real = session._infer
+
+        def record(request, names, feed):
+            if any(request is r for r in session.requests):
+                sizes.append(len(feed["z_a"]))
+            return real(request, names, feed)
+        session._infer = record
+    else:
+        real = session.narrow.run
+        session.narrow = types.SimpleNamespace(run=lambda names, feed: sizes.append(len(feed["z_a"])) or real(names, feed))
+
+
+@pytest.mark.parametrize("runtime", ["onnxruntime", "openvino"])
+def test_sharded_session_equals_one_session(good_repository, monkeypatch, runtime):
+    """model.py splits a batch into one shard per core run side by side; the videos must be the
+    ones a single run over the whole batch gives, for any batch size and shard count (and
+    OpenVINO's within a level of ONNX Runtime's)."""
+    module = _served_module(good_repository, monkeypatch)
     path = str(good_repository / "e_sample" / "1" / "model.onnx")
-    one = module.ShardedSession(path, shards=1, intra=1)
+    one = module.open_session(path, runtime=runtime, shards=1, threads=1)
+    reference = module.ShardedSession(path, shards=1, intra=1)
     rng = np.random.default_rng(0)
     for shards in (2, 3):
-        sharded = module.ShardedSession(path, shards=shards)
+        sharded = module.open_session(path, runtime=runtime, shards=shards, threads=shards)
         shard_sizes = []
-        real = sharded.narrow.run
-        sharded.narrow = types.SimpleNamespace(
-            run=lambda names, feed: shard_sizes.append(len(feed["z_a"])) or real(names, feed))
+        _count_shards(sharded, shard_sizes)
         for batch in (1, 2, 5):
             feed = {"z_a": rng.standard_normal((batch, 128)).astype(np.float32),
                     "z_m": rng.standard_normal((batch, 10)).astype(np.float32)}
             (video,) = sharded.run(["video"], feed)
             assert np.array_equal(video, one.run(["video"], feed)[0])
+            assert np.abs(video.astype(int) - reference.run(["video"], feed)[0].astype(int)).max() <= 1
         # batch 1 ran whole; 2 and 5 were cut into min(shards, batch) nearly equal shards
         assert sorted(shard_sizes) == sorted([1, 1] + ([2, 3] if shards == 2 else [1, 2, 2]))
         sharded.close()
+
+
+def test_openvino_compile_cache_is_keyed_by_the_graph_contents(good_repository, monkeypatch, tmp_path, capsys):
+    """OpenVINO keys a cached blob of a graph file by its path: a new graph at the same path would
+    load the old blob. The cache folder is per sha256 of the graph, so it never does."""
+    module = _served_module(good_repository, monkeypatch)
+    graph = tmp_path / "model.onnx"
+    shutil.copy(good_repository / "e_encode" / "1" / "model.onnx", graph)
+    clip = np.random.default_rng(0).integers(0, 256, (2, 16, 64, 64, 3), dtype=np.uint8)
+
+    def session():
+        folder = module.model_cache_dir(str(tmp_path / "cache"), str(graph))
+        return folder, module.OpenVINOSession(str(graph), shards=2, threads=1, cache_dir=folder)
+
+    folder, first = session()
+    assert not first.from_cache and list(Path(folder).glob("*.blob"))
+    assert Path(folder).stat().st_mode & 0o777 == 0o700
+    folder_again, second = session()
+    assert folder_again == folder and second.from_cache and "loaded from the compile cache" in second.description
+    assert np.array_equal(first.run(["z_a_mean"], {"video": clip})[0], second.run(["z_a_mean"], {"video": clip})[0])
+
+    onnx.save(_tampered_weights(onnx.load(str(graph))), str(graph))     # another graph, same path
+    other_folder, third = session()
+    assert other_folder != folder and not third.from_cache
+    assert not np.array_equal(first.run(["z_a_mean"], {"video": clip})[0], third.run(["z_a_mean"], {"video": clip})[0])
+
+    (tmp_path / "not-a-folder").write_text("x")              # an unusable cache: logged, compiled without
+    assert module.model_cache_dir(str(tmp_path / "not-a-folder"), str(graph)) is None
+    assert "compiling without a cache" in capsys.readouterr().out
 
 
 # --- TensorRT: complete code, exercised where TensorRT and a GPU exist ----------------------------
@@ -601,7 +781,9 @@ def test_tensorrt_engines(checkpoints, tmp_path, precision):
 # --- the real embedded Triton server ---------------------------------------------------------------
 
 @pytest.mark.slow
-def test_cpu_repository_serves_in_embedded_triton(checkpoints, tmp_path):
+def test_cpu_repository_serves_in_embedded_triton(checkpoints, tmp_path, monkeypatch):
+    """g3an served by OpenVINO, encgan3 by ONNX Runtime, in one real server; a restart loads the
+    OpenVINO graphs from the compile cache the first start filled."""
     try:
         from serving.server import TritonServer
     except ImportError as error:
@@ -613,7 +795,8 @@ def test_cpu_repository_serves_in_embedded_triton(checkpoints, tmp_path):
 
     repository = tmp_path / "repo"
     assert export(checkpoints["g3an"], repository) == 0
-    assert export(checkpoints["encgan3"], repository) == 0
+    assert export(checkpoints["encgan3"], repository, "--runtime", "onnxruntime") == 0
+    monkeypatch.setenv("VIDEOGAN_OV_CACHE_DIR", str(tmp_path / "ov-cache"))   # the server inherits it
 
     def to_uint8(x):
         return torch.clamp(torch.round((x + 1) * 127.5), 0, 255).to(torch.uint8).permute(0, 2, 3, 4, 1).numpy()
@@ -649,3 +832,14 @@ def test_cpu_repository_serves_in_embedded_triton(checkpoints, tmp_path):
         assert "INVALID_ARG" in str(info.value.status())
         again = client.infer("g3an_sample", [inp("z_a", z_a[:1]), inp("z_m", z_m[:1])], client_timeout=120)
         assert np.array_equal(again.as_numpy("video"), video[:1])   # the server is still up and unchanged
+
+        assert list((tmp_path / "ov-cache").glob("*/*.blob"))
+        log = (tmp_path / "triton.log").read_text()
+        assert "g3an_sample: openvino" in log and "encgan3_sample: onnxruntime" in log
+        assert "loaded from the compile cache" not in log
+        server.restart()
+        client = grpcclient.InferenceServerClient(server.grpc_url)
+        after = (tmp_path / "triton.log").read_text()[len(log):]
+        assert "g3an_sample: openvino" in after and "loaded from the compile cache" in after
+        again = client.infer("g3an_sample", [inp("z_a", z_a), inp("z_m", z_m)], client_timeout=120)
+        assert np.array_equal(again.as_numpy("video"), video)

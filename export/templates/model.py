@@ -1,38 +1,73 @@
-"""videogan: one exported graph served by Triton's python backend with ONNX Runtime (CPU).
+"""videogan: one exported graph served by Triton's python backend on the CPU, with OpenVINO or ONNX Runtime.
 
-Written by `python -m export --target cpu` into <model>/<version>/ beside `model.onnx`, the
-same graph the GPU target serves with Triton's onnxruntime backend. It:
+Written by `python -m export --target cpu` into <model>/<version>/ beside `model.onnx` (the same
+graph the GPU target serves with Triton's onnxruntime backend) and `runtime.json`, which says
+how THIS version passed the export's parity gate and so how it must run:
+{"runtime": "openvino" | "onnxruntime", "precision": "fp32" | "bf16"} (bf16: OpenVINO only).
+A version folder without runtime.json runs with ONNX Runtime in FP32. This file:
 
-- runs the graph with ONNX Runtime (CPU provider, ORT_ENABLE_ALL, no memory pattern: batch
-  sizes vary) through a ShardedSession: a batch of at least two videos is cut into one shard
-  per core and the shards run side by side, each on one thread, in one session (ORT runs
-  concurrent calls of a session safely); a single video runs on all cores at once. On 2 cores
-  this was 1.08x the throughput of one session with 2 intra-op threads (G3AN paper64, batch 8:
-  one op's threads wait for each other at every op, two shards do not; see BENCHMARKS.md).
-  Config parameters: ORT_BATCH_SHARDS ("auto" = the cores this process may use, at most 4;
-  "1" = no sharding: one session.run on ORT_INTRA_OP_THREADS threads, "auto" likewise),
-  ORT_INTER_OP_THREADS (default 1), ONNX_FILE (default model.onnx);
+- runs the graph through a session whose run(output_names, feed) cuts a batch of at least two
+  videos into one shard per core and runs the shards side by side, each on one thread (a
+  one-video batch runs on all cores at once). Every video's computation is independent of the
+  others, so the outputs are those of one call on the whole batch (tests check it). On 2 cores
+  this was 1.08x one ONNX Runtime session with 2 threads (G3AN paper64, batch 8: the threads of
+  one op wait for each other at every op, two shards do not; see BENCHMARKS.md);
+- OpenVINO (`OpenVINOSession`): the graph is compiled once per model instance, twice in fact
+  (one stream on all cores for single videos, one stream per shard for the rest), with
+  INFERENCE_PRECISION_HINT f32, or bf16 when the version was gated for bf16 (OpenVINO picks
+  bf16 by itself on AMX CPUs unless told f32). Compile cache: OpenVINO keys its cache blobs of
+  a model read from a file by the file's path, not its contents (a changed graph at the same
+  path loaded the old blob), so the cache folder is CACHE/<sha256 of model.onnx>/, CACHE being
+  config parameter OV_CACHE_DIR: "auto" (default) = $VIDEOGAN_OV_CACHE_DIR, else
+  $XDG_CACHE_HOME/videogan/openvino, else ~/.cache/videogan/openvino (created mode 0700: a blob
+  is code the CPU runs); "off" = no cache; or a folder. Within that folder OpenVINO's own key
+  covers the device, its version and the compile options. A cache that cannot be written
+  is logged and skipped, never fatal. Parameters: OV_BATCH_SHARDS ("auto" = the cores this
+  process may use, at most 4; "1" = no sharding), OV_THREADS (threads of the one-video model,
+  "auto" = those cores);
+- ONNX Runtime (`ShardedSession`): CPU provider, ORT_ENABLE_ALL, no memory pattern (batch sizes
+  vary). Parameters ORT_BATCH_SHARDS (as above; "1" = one session.run on ORT_INTRA_OP_THREADS
+  threads), ORT_INTRA_OP_THREADS, ORT_INTER_OP_THREADS (default 1);
 - checks every request of a dynamic batch (dtype, shape, equal batch sizes, finite floats,
   one-hot labels) and answers a bad one with a pb_utils.TritonError (INVALID_ARG) while the
   other requests of the batch are served;
 - runs all valid requests of the batch in ONE session.run and splits the outputs per request,
   keeping the video uint8 as the graph returns it;
-- never raises out of execute(): an ONNX Runtime failure becomes an error response.
+- never raises out of execute(): a runtime failure becomes an error response.
+
+Only numpy, openvino and onnxruntime are imported here (it runs inside Triton's python stub);
+`bench` and the export's parity gate import this module to run a graph exactly as served.
 """
+import hashlib
 import json
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
 try:
     import triton_python_backend_utils as pb_utils
-except ImportError:  # imported outside Triton: serving.bench times ShardedSession exactly as served
+except ImportError:  # imported outside Triton: bench and the parity gate run the served sessions
     pb_utils = None
+
+RUNTIMES = ("openvino", "onnxruntime")
+PRECISIONS = {"openvino": ("fp32", "bf16"), "onnxruntime": ("fp32",)}
+RUNTIME_FILE = "runtime.json"
+OV_PRECISION_HINT = {"fp32": "f32", "bf16": "bf16"}
+RUNTIME_LABEL = {"openvino": "OpenVINO", "onnxruntime": "ONNX Runtime"}
 
 
 class RequestInvalid(ValueError):
     pass
+
+
+def _log(message):
+    logger = getattr(pb_utils, "Logger", None)
+    if logger is not None:
+        logger.log_info(message)
+    else:
+        print(message, flush=True)
 
 
 def _param(config, key, default):
@@ -53,16 +88,44 @@ def _threads(value, default):
     return number
 
 
+def usable_cores():
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def shard_slices(batch, shards):
+    """(start, end) of min(shards, batch) nearly equal shards of a batch."""
+    bounds = np.linspace(0, batch, min(shards, batch) + 1).astype(int)
+    return list(zip(bounds[:-1], bounds[1:]))
+
+
+def read_runtime(version_dir):
+    """(runtime, precision) of a version folder from its runtime.json (ONNX Runtime FP32 without one)."""
+    path = os.path.join(version_dir, RUNTIME_FILE)
+    if not os.path.isfile(path):
+        return "onnxruntime", "fp32"
+    with open(path) as fh:
+        spec = json.load(fh)
+    runtime, precision = spec.get("runtime"), spec.get("precision", "fp32")
+    if runtime not in RUNTIMES or precision not in PRECISIONS[runtime]:
+        raise ValueError(f"{path}: runtime {runtime!r} with precision {precision!r} is not one of "
+                         f"{ {r: list(p) for r, p in PRECISIONS.items()} }")
+    return runtime, precision
+
+
 class ShardedSession:
     """ONNX Runtime on `shards` cores for a batch of videos, with the same outputs as one
-    session.run on the whole batch (each video's computation is independent of the others).
+    session.run on the whole batch.
 
     Batches of at least two videos are split into up to `shards` nearly equal parts that run
     concurrently, each on one thread (a session with one intra-op thread runs a call on the
-    calling thread); a one-video batch runs on a second session with `shards` intra-op threads.
-    shards=1 is plain ONNX Runtime: one session with `intra` threads."""
+    calling thread; ONNX Runtime runs concurrent calls of a session safely); a one-video batch
+    runs on a second session with `shards` intra-op threads. shards=1 is plain ONNX Runtime:
+    one session with `intra` threads. `model` is a path or the ONNX bytes."""
 
-    def __init__(self, path, shards=1, intra=1, inter=1):
+    def __init__(self, model, shards=1, intra=1, inter=1):
         import onnxruntime as ort
 
         def session(threads):
@@ -70,11 +133,12 @@ class ShardedSession:
             options.intra_op_num_threads = threads
             options.inter_op_num_threads = inter
             options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+            options.log_severity_level = 3
             # Dynamic batching varies the batch size: a memory pattern (planned per input shape, kept beside
             # the arena) made every new size run slow twice and doubled the RSS (G3AN paper64, batch 32:
             # 13.0 -> 6.5 GB).
             options.enable_mem_pattern = False
-            return ort.InferenceSession(path, sess_options=options, providers=["CPUExecutionProvider"])
+            return ort.InferenceSession(model, sess_options=options, providers=["CPUExecutionProvider"])
 
         self.shards = max(1, int(shards))
         if self.shards == 1:
@@ -84,21 +148,17 @@ class ShardedSession:
             self.whole = session(self.shards)
             self.narrow = session(1)
             self.pool = ThreadPoolExecutor(self.shards, thread_name_prefix="ort-shard")
-
-    def get_inputs(self):
-        return self.whole.get_inputs()
-
-    def get_outputs(self):
-        return self.whole.get_outputs()
+        self.input_names = [i.name for i in self.whole.get_inputs()]
+        self.output_names = [o.name for o in self.whole.get_outputs()]
+        self.description = f"onnxruntime CPUExecutionProvider, ORT_ENABLE_ALL, {self.shards} shard(s)"
 
     def run(self, output_names, feed):
         batch = len(next(iter(feed.values())))
         if self.narrow is None or batch < 2:
             return self.whole.run(output_names, feed)
-        bounds = np.linspace(0, batch, min(self.shards, batch) + 1).astype(int)
         parts = [self.pool.submit(self.narrow.run, output_names,
                                   {name: np.ascontiguousarray(value[a:b]) for name, value in feed.items()})
-                 for a, b in zip(bounds[:-1], bounds[1:])]
+                 for a, b in shard_slices(batch, self.shards)]
         results = [part.result() for part in parts]
         return [np.concatenate(outs) for outs in zip(*results)]
 
@@ -106,6 +166,105 @@ class ShardedSession:
         if self.pool is not None:
             self.pool.shutdown(wait=True)
         self.whole = self.narrow = self.pool = None
+
+
+def default_cache_dir():
+    """OV_CACHE_DIR "auto": $VIDEOGAN_OV_CACHE_DIR, else the user's cache folder."""
+    if os.environ.get("VIDEOGAN_OV_CACHE_DIR"):
+        return os.environ["VIDEOGAN_OV_CACHE_DIR"]
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "videogan", "openvino")
+
+
+def model_cache_dir(cache_root, model_path):
+    """CACHE/<sha256 of the graph file>/, created mode 0700; None (and a log line) when it cannot be."""
+    digest = hashlib.sha256()
+    with open(model_path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    folder = os.path.join(cache_root, digest.hexdigest()[:32])
+    try:
+        os.makedirs(folder, mode=0o700, exist_ok=True)
+        probe = os.path.join(folder, f".write-test-{os.getpid()}")
+        with open(probe, "wb"):
+            pass
+        os.remove(probe)
+    except OSError as error:
+        _log(f"videogan: OpenVINO compile cache {folder} is not writable ({error}); compiling without a cache")
+        return None
+    return folder
+
+
+class OpenVINOSession:
+    """OpenVINO (CPU) on `shards` cores for a batch of videos, with the interface and the
+    sharding of ShardedSession: batches of at least two videos run as up to `shards` shards
+    side by side (one stream per shard, one thread each), a one-video batch on a model
+    compiled with one stream on `threads` threads. `model` is a path or the ONNX bytes;
+    `cache_dir` (paths only) is the compile cache folder of this graph (model_cache_dir).
+    run() is not re-entrant (one infer request per shard); calls are serialised by a lock."""
+
+    def __init__(self, model, shards=1, threads=1, precision="fp32", cache_dir=None):
+        import openvino as ov
+
+        core = ov.Core()
+        if cache_dir:
+            core.set_property({"CACHE_DIR": cache_dir})
+        source = core.read_model(bytes(model)) if isinstance(model, (bytes, bytearray)) else model
+        hint = OV_PRECISION_HINT[precision]
+
+        def compiled(streams, threads_):
+            return core.compile_model(source, "CPU", {"INFERENCE_PRECISION_HINT": hint, "NUM_STREAMS": streams,
+                                                      "INFERENCE_NUM_THREADS": threads_})
+
+        self.shards = max(1, int(shards))
+        self.whole = compiled(1, max(1, int(threads)) if self.shards == 1 else self.shards)
+        self.whole_request = self.whole.create_infer_request()
+        self.narrow, self.requests, self.pool = None, [], None
+        if self.shards > 1:
+            self.narrow = compiled(self.shards, self.shards)
+            self.requests = [self.narrow.create_infer_request() for _ in range(self.shards)]
+            self.pool = ThreadPoolExecutor(self.shards, thread_name_prefix="ov-shard")
+        self.lock = threading.Lock()
+        self.input_names = [p.get_any_name() for p in self.whole.inputs]
+        self.output_names = [p.get_any_name() for p in self.whole.outputs]
+        self.precision = precision
+        self.inference_precision = self.whole.get_property("INFERENCE_PRECISION_HINT").get_type_name()
+        self.native_bf16 = "BF16" in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+        self.from_cache = all(bool(m.get_property("LOADED_FROM_CACHE")) for m in (self.whole, self.narrow) if m)
+        self.description = (f"openvino {ov.get_version().split('-')[0]} CPU, INFERENCE_PRECISION_HINT {hint} "
+                            f"(compiled: {self.inference_precision}), {self.shards} shard(s)"
+                            + (", loaded from the compile cache" if self.from_cache else ""))
+
+    @staticmethod
+    def _infer(request, output_names, feed):
+        result = request.infer(feed)          # share_outputs=False: the arrays are copies
+        return [result[name] for name in output_names]
+
+    def run(self, output_names, feed):
+        batch = len(next(iter(feed.values())))
+        with self.lock:
+            if self.narrow is None or batch < 2:
+                return self._infer(self.whole_request, output_names, feed)
+            parts = [self.pool.submit(self._infer, request, output_names,
+                                      {name: np.ascontiguousarray(value[a:b]) for name, value in feed.items()})
+                     for request, (a, b) in zip(self.requests, shard_slices(batch, self.shards))]
+            results = [part.result() for part in parts]
+        return [np.concatenate(outs) for outs in zip(*results)]
+
+    def close(self):
+        if self.pool is not None:
+            self.pool.shutdown(wait=True)
+        self.whole = self.narrow = self.pool = self.whole_request = None
+        self.requests = []
+
+
+def open_session(model, runtime="openvino", precision="fp32", shards=1, threads=1, cache_dir=None):
+    """The served session for `runtime`: what model.py runs, and what the parity gate and bench time."""
+    if runtime == "openvino":
+        return OpenVINOSession(model, shards=shards, threads=threads, precision=precision, cache_dir=cache_dir)
+    if runtime == "onnxruntime" and precision == "fp32":
+        return ShardedSession(model, shards=shards, intra=threads)
+    raise ValueError(f"no served session for runtime {runtime!r} at precision {precision!r}")
 
 
 def _error(message, code_name="INVALID_ARG"):
@@ -123,23 +282,22 @@ class TritonPythonModel:
         self.outputs = [(t["name"], np.dtype(pb_utils.triton_string_to_numpy(t["data_type"])),
                          [int(d) for d in t["dims"]]) for t in config["output"]]
 
-        try:
-            cores = len(os.sched_getaffinity(0))
-        except AttributeError:
-            cores = os.cpu_count() or 1
-        intra = _threads(_param(config, "ORT_INTRA_OP_THREADS", "auto"), max(1, min(4, cores)))
-        inter = _threads(_param(config, "ORT_INTER_OP_THREADS", "1"), 1)
-        shards = _threads(_param(config, "ORT_BATCH_SHARDS", "auto"), max(1, min(4, cores)))
+        version_dir = os.path.join(args["model_repository"], str(args["model_version"]))
         filename = _param(config, "ONNX_FILE", "model.onnx")
-        path = os.path.join(args["model_repository"], str(args["model_version"]), filename)
+        path = os.path.join(version_dir, filename)
         if not os.path.isfile(path):
             raise pb_utils.TritonModelException(f"{self.name}: no ONNX graph at {path}")
+        try:
+            self.runtime, self.precision = read_runtime(version_dir)
+        except (OSError, ValueError) as error:
+            raise pb_utils.TritonModelException(f"{self.name}: {error}") from error
+        self.session = self._open(config, path)
+        _log(f"{self.name}: {self.session.description}")
+        if self.precision == "bf16" and not self.session.native_bf16:
+            _log(f"{self.name}: gated for bf16, but OpenVINO reports no native BF16 on this CPU: it runs "
+                 f"{self.session.inference_precision}")
 
-        self.session = ShardedSession(path, shards=shards, intra=intra, inter=inter)
-        self.threads = (intra, inter, shards)
-
-        graph_inputs = {i.name for i in self.session.get_inputs()}
-        graph_outputs = {o.name for o in self.session.get_outputs()}
+        graph_inputs, graph_outputs = set(self.session.input_names), set(self.session.output_names)
         missing = [n for n, _, _ in self.inputs if n not in graph_inputs] + \
                   [n for n, _, _ in self.outputs if n not in graph_outputs]
         if missing or len(graph_inputs) != len(self.inputs):
@@ -148,6 +306,21 @@ class TritonPythonModel:
                 f"{[n for n, _, _ in self.inputs]}, outputs {[n for n, _, _ in self.outputs]}; graph inputs "
                 f"{sorted(graph_inputs)}, outputs {sorted(graph_outputs)}")
         self.output_names = [n for n, _, _ in self.outputs]
+
+    def _open(self, config, path):
+        auto = max(1, min(4, usable_cores()))
+        if self.runtime == "onnxruntime":
+            intra = _threads(_param(config, "ORT_INTRA_OP_THREADS", "auto"), auto)
+            inter = _threads(_param(config, "ORT_INTER_OP_THREADS", "1"), 1)
+            shards = _threads(_param(config, "ORT_BATCH_SHARDS", "auto"), auto)
+            return ShardedSession(path, shards=shards, intra=intra, inter=inter)
+        shards = _threads(_param(config, "OV_BATCH_SHARDS", "auto"), auto)
+        threads = _threads(_param(config, "OV_THREADS", "auto"), usable_cores())
+        cache = _param(config, "OV_CACHE_DIR", "auto")
+        cache_dir = None
+        if cache.lower() != "off":
+            cache_dir = model_cache_dir(default_cache_dir() if cache.lower() == "auto" else cache, path)
+        return OpenVINOSession(path, shards=shards, threads=threads, precision=self.precision, cache_dir=cache_dir)
 
     # ------------------------------------------------------------------ validation
     def _read(self, request):
@@ -213,7 +386,7 @@ class TritonPythonModel:
             try:
                 results = self.session.run(self.output_names, feed)
             except Exception as exc:
-                error = _error(f"{self.name}: ONNX Runtime failed on a batch of {total}: {exc}", "INTERNAL")
+                error = _error(f"{self.name}: {RUNTIME_LABEL[self.runtime]} failed on a batch of {total}: {exc}", "INTERNAL")
                 for index in valid:
                     responses[index] = pb_utils.InferenceResponse(output_tensors=[], error=error)
                 return responses
