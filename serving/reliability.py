@@ -63,7 +63,7 @@ if __package__ in (None, ""):  # pragma: no cover - run as a file
 from clients.latents import latents_for_seeds, one_hot  # noqa: E402
 from clients.triton import Connection, ModelInfo  # noqa: E402
 from clients.video_io import read_frames  # noqa: E402
-from serving.bench import machine_info, proc_stats, summarize, tree_stats  # noqa: E402
+from serving.host import loadavg, machine_info, proc_stats, summarize, tree_stats  # noqa: E402
 from serving.front import GRPC_SERVICE  # noqa: E402
 from serving.server import SHM_DIR, process_group_members  # noqa: E402
 
@@ -488,7 +488,7 @@ def run_soak(up: ServingUp, seconds: float, streams: int, rss_every: float = 10.
     for model, (_, full) in models.items():
         answers_valid_request(up.grpc_url, model, full)
     single = {m: one for m, (one, _) in models.items()}
-    start = {"server": tree_stats(up.pid), "front": proc_stats(up.process.pid), "loadavg": list(os.getloadavg())}
+    start = {"server": tree_stats(up.pid), "front": proc_stats(up.process.pid), "loadavg": loadavg()}
     results = [{"latencies": [], "failed": []} for _ in range(streams)]
     rss: list = []
     deadline = time.monotonic() + seconds
@@ -501,7 +501,7 @@ def run_soak(up: ServingUp, seconds: float, streams: int, rss_every: float = 10.
     for thread in threads:
         thread.join(timeout=seconds + 300)
     wall = time.monotonic() - t0
-    end = {"server": tree_stats(up.pid), "front": proc_stats(up.process.pid), "loadavg": list(os.getloadavg())}
+    end = {"server": tree_stats(up.pid), "front": proc_stats(up.process.pid), "loadavg": loadavg()}
     latencies = [x for r in results for x in r["latencies"]]
     failed = [x for r in results for x in r["failed"]]
     rss0, rss1 = start["server"]["rss_mib"], end["server"]["rss_mib"]
@@ -515,7 +515,7 @@ def run_soak(up: ServingUp, seconds: float, streams: int, rss_every: float = 10.
                            "every_s": rss_every, "samples": rss},
         "front_rss_mib": {"start": (start["front"] or {}).get("rss_mib"), "end": (end["front"] or {}).get("rss_mib")},
         "server_processes": len(end["server"]["processes"]), "same_process": running(up.pid),
-        "loadavg": {"start": [round(v, 2) for v in start["loadavg"]], "end": [round(v, 2) for v in end["loadavg"]]},
+        "loadavg": {"start": start["loadavg"], "end": end["loadavg"]},
     }
 
 
@@ -745,10 +745,7 @@ def busy_processes(seconds: float = 2.0, min_share: float = 0.2) -> list[str]:
 
 
 def describe_machine(note: str) -> dict:
-    info = machine_info()
-    info.pop("peak_fp32", None)
-    return {**info, "loadavg": [round(v, 2) for v in os.getloadavg()], "busy_processes": busy_processes(),
-            "note": note}
+    return {**machine_info(), "loadavg": loadavg(), "busy_processes": busy_processes(), "note": note}
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -787,7 +784,7 @@ def run(args: argparse.Namespace) -> dict:
             result["training"] = run_training_faults(workdir)
     finally:
         result["seconds"] = round(time.monotonic() - t0, 1)
-        result["machine_end"] = {"loadavg": [round(v, 2) for v in os.getloadavg()], "busy_processes": busy_processes()}
+        result["machine_end"] = {"loadavg": loadavg(), "busy_processes": busy_processes()}
         if not args.keep:
             shutil.rmtree(workdir, ignore_errors=True)
     return result
