@@ -364,8 +364,10 @@ def quality_summary(folder: Path) -> str:
         manifest = json.loads((folder / MANIFEST).read_text())
     except (OSError, json.JSONDecodeError):
         return f"{folder.name}: no readable {MANIFEST}"
-    entries = manifest.get("quality") or []
-    step = (manifest.get("checkpoint") or {}).get("step")
+    versions = manifest.get("versions") or {}
+    latest = versions.get(str(manifest.get("latest_version")), {}) if isinstance(versions, dict) else {}
+    entries = latest.get("quality") or []
+    step = (latest.get("checkpoint") or {}).get("step")
     if not entries:
         return f"{folder.name} (step {step}): no quality figures in its manifest"
     lines = [f"{folder.name} (trained {step} steps):"]

@@ -166,3 +166,17 @@ def test_quality_probe_and_evaluate_on_a_conditional_checkpoint(tmp_path, monkey
     assert figures["fvd"] > 0 and figures["num_videos"] == 2
     assert "requested_digit_found" in figures["digits"] or "missing" in figures["digits"]
     assert model.training  # put back in the mode it was in
+
+
+def test_export_check_prints_the_quality_a_manifest_carries(tmp_path):
+    from export.check import quality_summary
+    folder = tmp_path / "demo_sample"
+    folder.mkdir()
+    figures = [{"step": 1000, "fvd": 560.8, "num_videos": 128, "digits": {"requested_digit_found": 0.25}},
+               {"fvd_floor": 30.1, "num_videos": 128}]
+    manifest = {"latest_version": 2, "versions": {"1": {}, "2": {"checkpoint": {"step": 1000}, "quality": figures}}}
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    text = quality_summary(folder)
+    assert "trained 1000 steps" in text and "FVD 560.8 (N = 128" in text and "25 %" in text and "floor 30.1" in text
+    (folder / "manifest.json").write_text(json.dumps({"latest_version": 1, "versions": {"1": {}}}))
+    assert "no quality figures" in quality_summary(folder)
