@@ -170,7 +170,10 @@ def main(argv=None):
 
     # --- model, optimizers, resume -------------------------------------------------------
     checkpoint_path = out / "checkpoint.pt"
-    state = read_checkpoint(checkpoint_path) if args.resume and checkpoint_path.exists() else None
+    try:
+        state = read_checkpoint(checkpoint_path) if args.resume and checkpoint_path.exists() else None
+    except ValueError as error:  # truncated, corrupt or unsafe: one line, the file left as it is
+        raise SystemExit(f"error: {error}")
     if state is not None:
         if state["family"] != args.model:
             raise SystemExit(f"{checkpoint_path} holds a {state['family']} model, not {args.model}")
