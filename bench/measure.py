@@ -44,9 +44,21 @@ def measure_serial(fn, *, warmup: int, repeats: int, min_repeats: int, budget_s:
 
 def measure_concurrent(make_worker, *, concurrency: int, warmup: int, repeats: int, min_repeats: int,
                        budget_s: float, server_pid: int | None) -> dict:
-    """`concurrency` threads, each with its own client (make_worker() -> call), issue requests
-    back to back; per-request latency and videos / wall time of the whole measured phase."""
+    """`concurrency` threads, each with its own client (make_worker() -> call, closed afterwards
+    through call.close where it has one), issue requests back to back; per-request latency and
+    videos / wall time of the whole measured phase."""
     workers = [make_worker() for _ in range(concurrency)]
+    try:
+        return _run_concurrent(workers, warmup=warmup, repeats=repeats, min_repeats=min_repeats, budget_s=budget_s,
+                               server_pid=server_pid)
+    finally:
+        for worker in workers:
+            getattr(worker, "close", lambda: None)()
+
+
+def _run_concurrent(workers: list, *, warmup: int, repeats: int, min_repeats: int, budget_s: float,
+                    server_pid: int | None) -> dict:
+    concurrency = len(workers)
     t_warm = time.perf_counter()
     out = None
     for _ in range(warmup):

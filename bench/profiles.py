@@ -218,12 +218,9 @@ def openvino_profile(onnx_path: str, feeds: dict, precision: str = "fp32", threa
     gives the fused Subgraph nodes the remainder."""
     import time
 
-    import openvino as ov
+    from export.templates.model import OV_PRECISION_HINT, openvino_core
 
-    from export.templates.model import OV_PRECISION_HINT
-
-    core = ov.Core()
-    compiled = core.compile_model(onnx_path, "CPU", {"PERF_COUNT": True, "NUM_STREAMS": 1,
+    compiled = openvino_core().compile_model(onnx_path, "CPU", {"PERF_COUNT": True, "NUM_STREAMS": 1,
                                                      "INFERENCE_NUM_THREADS": threads,
                                                      "INFERENCE_PRECISION_HINT": OV_PRECISION_HINT[precision]})
     request = compiled.create_infer_request()

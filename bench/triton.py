@@ -241,5 +241,6 @@ def worker_factory(url: str, model: str, feeds: dict, log):
 
         def call():
             return connection.infer(model, feeds)
+        call.close = connection.close
         return call
     return make

@@ -712,6 +712,31 @@ def test_openvino_compile_cache_is_keyed_by_the_graph_contents(good_repository, 
     assert "compiling without a cache" in capsys.readouterr().out
 
 
+def test_openvino_sessions_freed_in_another_thread_leave_signals_working(good_repository):
+    """OpenVINO's CPU plugin gives a compiling thread an alternate signal stack and frees it with
+    the plugin. A session (then with its own Core) freed by another thread left the main thread's
+    signal stack dangling: the next signal handled there (SIGCHLD of a `git` run, in the full
+    suite) killed the process with SIGSEGV. One Core per process now, also across copies of
+    model.py imported by file path (as the stub and the tests import it); checked in a child process."""
+    script = (
+        "import gc, importlib.util, os, signal, sys, threading, time\n"
+        "from export.templates.model import OpenVINOSession\n"
+        "spec = importlib.util.spec_from_file_location('copy_of_model_py', sys.argv[2])\n"
+        "copy = importlib.util.module_from_spec(spec)\nspec.loader.exec_module(copy)\n"
+        "box = [OpenVINOSession(sys.argv[1], shards=2), copy.OpenVINOSession(sys.argv[1]), copy]\n"
+        "del copy, spec\n"
+        "def free():\n    box.clear()\n    gc.collect()\n"
+        "thread = threading.Thread(target=free)\nthread.start()\nthread.join()\n"
+        "junk = [bytearray(1 << 20) for _ in range(200)]\ndel junk\n"
+        "signal.signal(signal.SIGUSR2, lambda *a: print('handled', flush=True))\n"
+        "os.kill(os.getpid(), signal.SIGUSR2)\ntime.sleep(0.2)\n")
+    version = good_repository / "e_encode" / "1"
+    done = subprocess.run([sys.executable, "-c", script, str(version / "model.onnx"), str(version / "model.py")],
+                          cwd=Path(__file__).resolve().parents[1],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and "handled" in done.stdout, (done.returncode, done.stderr[-2000:])
+
+
 # --- TensorRT: complete code, exercised where TensorRT and a GPU exist ----------------------------
 
 def _tensorrt_ready() -> bool:

@@ -13,7 +13,7 @@ A version folder without runtime.json runs with ONNX Runtime in FP32. This file:
   this was 1.08x one ONNX Runtime session with 2 threads (G3AN paper64, batch 8: the threads of
   one op wait for each other at every op, two shards do not; see BENCHMARKS.md);
 - OpenVINO (`OpenVINOSession`): the graph is compiled once per model instance, twice in fact
-  (one stream on all cores for single videos, one stream per shard for the rest), with
+  (one stream on OV_THREADS threads for single videos, one stream per shard for the rest), with
   INFERENCE_PRECISION_HINT f32, or bf16 when the version was gated for bf16 (OpenVINO picks
   bf16 by itself on AMX CPUs unless told f32). Compile cache: OpenVINO keys its cache blobs of
   a model read from a file by the file's path, not its contents (a changed graph at the same
@@ -24,7 +24,9 @@ A version folder without runtime.json runs with ONNX Runtime in FP32. This file:
   covers the device, its version and the compile options. A cache that cannot be written
   is logged and skipped, never fatal. Parameters: OV_BATCH_SHARDS ("auto" = the cores this
   process may use, at most 4; "1" = no sharding), OV_THREADS (threads of the one-video model,
-  "auto" = those cores);
+  which runs every batch when there is no sharding; "auto" = those cores). Start-up: the first
+  start compiles (AVLAE tiny, 3 graphs: Triton ready in 9.2 s), a restart loads the blobs
+  (5.1 s; ONNX Runtime 4.8 s; loaded 2-core machine, see BENCHMARKS.md);
 - ONNX Runtime (`ShardedSession`): CPU provider, ORT_ENABLE_ALL, no memory pattern (batch sizes
   vary). Parameters ORT_BATCH_SHARDS (as above; "1" = one session.run on ORT_INTRA_OP_THREADS
   threads), ORT_INTRA_OP_THREADS, ORT_INTER_OP_THREADS (default 1);
@@ -195,29 +197,46 @@ def model_cache_dir(cache_root, model_path):
     return folder
 
 
+_CORE_LOCK = threading.Lock()
+
+
+def openvino_core():
+    """The process's one openvino.Core, never destroyed (kept on the openvino module, so that a
+    second import of this file shares it). OpenVINO's CPU plugin gives every thread that compiles
+    an alternate signal stack and frees it when the plugin is destroyed; destroyed from another
+    thread (Python's garbage collector runs in any thread), it left the compiling thread with a
+    dangling signal stack, and the next signal handled there (a SIGCHLD) killed the process with
+    SIGSEGV (OpenVINO 2026.4.1; tests/test_export.py reproduces it in a child process)."""
+    import openvino as ov
+
+    with _CORE_LOCK:
+        if getattr(ov, "_videogan_core", None) is None:
+            ov._videogan_core = ov.Core()
+    return ov._videogan_core
+
+
 class OpenVINOSession:
     """OpenVINO (CPU) on `shards` cores for a batch of videos, with the interface and the
     sharding of ShardedSession: batches of at least two videos run as up to `shards` shards
-    side by side (one stream per shard, one thread each), a one-video batch on a model
-    compiled with one stream on `threads` threads. `model` is a path or the ONNX bytes;
+    side by side (one stream per shard, one thread each), a one-video batch (every batch when
+    shards=1) on a model compiled with one stream on `threads` threads. `model` is a path or the ONNX bytes;
     `cache_dir` (paths only) is the compile cache folder of this graph (model_cache_dir).
     run() is not re-entrant (one infer request per shard); calls are serialised by a lock."""
 
     def __init__(self, model, shards=1, threads=1, precision="fp32", cache_dir=None):
         import openvino as ov
 
-        core = ov.Core()
-        if cache_dir:
-            core.set_property({"CACHE_DIR": cache_dir})
+        core = openvino_core()
         source = core.read_model(bytes(model)) if isinstance(model, (bytes, bytearray)) else model
         hint = OV_PRECISION_HINT[precision]
+        cache = {"CACHE_DIR": cache_dir} if cache_dir else {}
 
         def compiled(streams, threads_):
             return core.compile_model(source, "CPU", {"INFERENCE_PRECISION_HINT": hint, "NUM_STREAMS": streams,
-                                                      "INFERENCE_NUM_THREADS": threads_})
+                                                      "INFERENCE_NUM_THREADS": threads_, **cache})
 
         self.shards = max(1, int(shards))
-        self.whole = compiled(1, max(1, int(threads)) if self.shards == 1 else self.shards)
+        self.whole = compiled(1, max(1, int(threads)))
         self.whole_request = self.whole.create_infer_request()
         self.narrow, self.requests, self.pool = None, [], None
         if self.shards > 1:
