@@ -2,7 +2,7 @@
 
 The wheel bundles a CPU-capable ``tritonserver`` binary (Triton 2.51) with only the python
 backend. Every videogan model in a CPU repository is a python-backend model whose
-``model.py`` runs ``model.onnx`` with ONNX Runtime, so this binary serves the same wire
+``model.py`` runs ``model.onnx`` with OpenVINO (or ONNX Runtime), so this binary serves the same wire
 contract as NVIDIA's GPU container.
 
 Making the bundled binary run takes a few steps that pytriton normally hides (we run the
