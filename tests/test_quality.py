@@ -85,10 +85,13 @@ def test_bf16_refused_without_native_support_and_accepted_with_it():
 
 def test_autocast_wrapper_runs_bf16_and_hands_back_fp32():
     net = torch.nn.Linear(4, 3)
-    out = Autocast(net, torch.device("cpu"))(torch.randn(2, 4))
-    assert out.dtype == torch.float32
-    ref = net(torch.randn(2, 4))
-    assert ref.dtype == torch.float32
+    x = torch.randn(2, 4)
+    out = Autocast(net, torch.device("cpu"))(x)
+    with torch.autocast(device_type="cpu", dtype=torch.bfloat16):
+        bf16 = net(x)
+    assert bf16.dtype == torch.bfloat16 and out.dtype == torch.float32
+    assert torch.equal(out, bf16.float())               # the forward really ran in bf16
+    assert not torch.equal(out, net(x))                 # which differs from the FP32 forward
 
 
 def test_train_run_refuses_bf16_on_a_cpu_without_it(tmp_path):
