@@ -140,7 +140,7 @@ def _checkpoint_entry(path: Path, meta: dict) -> dict:
         "format_version": meta.get("format_version"),
         "data": meta.get("data") or {},
     }
-    for key in ("recipe", "seed", "trained_at", "saved_at"):
+    for key in ("weights", "recipe", "seed", "trained_at", "saved_at"):
         if key in meta:
             entry[key] = meta[key]
     return entry

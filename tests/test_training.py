@@ -41,6 +41,7 @@ def test_training_runs_and_writes_checkpoint_samples_and_scalars(tmp_path, famil
     assert list((out / "tensorboard").glob("events.out.tfevents.*"))
     model, meta = load_for_inference(out / "checkpoint.pt")
     assert meta["family"] == family and meta["step"] == 2 and meta["data"]["spec"] == "moving-mnist"
+    assert meta["weights"] == "average (decay 0.999, since step 0)"
 
 
 def test_resume_after_kill_9_reproduces_the_uninterrupted_run_exactly(tmp_path):
@@ -65,9 +66,11 @@ def test_resume_after_kill_9_reproduces_the_uninterrupted_run_exactly(tmp_path):
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert json.loads(resumed.stdout.strip().splitlines()[-1])["step"] == 6  # --steps is the total
     assert losses(out) == losses(tmp_path / "ref")  # every loss of every step, bit for bit
-    ref_state = torch.load(tmp_path / "ref" / "checkpoint.pt", weights_only=False)["model"]
-    res_state = torch.load(out / "checkpoint.pt", weights_only=False)["model"]
-    assert all(torch.equal(ref_state[k], res_state[k]) for k in ref_state)
+    ref = torch.load(tmp_path / "ref" / "checkpoint.pt", weights_only=False)
+    res = torch.load(out / "checkpoint.pt", weights_only=False)
+    for ref_state, res_state in ((ref["model"], res["model"]), (ref["ema"]["weights"], res["ema"]["weights"])):
+        assert all(torch.equal(ref_state[k], res_state[k]) for k in ref_state)
+    assert res["ema"]["start_step"] == 0  # the average went on across the kill, it did not restart
 
 
 def test_resume_refuses_a_checkpoint_of_another_family(tmp_path):

@@ -7,7 +7,8 @@ and fsynced, then renamed over the old one, so a crash never leaves a half-writt
 
 Reading never runs code from the file: ``torch.load(weights_only=True)`` takes tensors and
 plain data only (what a checkpoint holds: RNG states are tensors, metadata is JSON-like), and
-refuses a pickled callable. Its archive is checked first (CRC-32 of every part), because
+refuses a pickled callable. A run that averages its weights (train/ema.py) also keeps the average
+under "ema"; inference (sampling, evaluation, export) uses the average wherever it exists. Its archive is checked first (CRC-32 of every part), because
 torch.load reads damaged tensor bytes without a word. Every failure is one ValueError line.
 """
 from __future__ import annotations
@@ -70,18 +71,23 @@ def read_checkpoint(path: str | Path) -> dict:
     return state
 
 
-def model_from_checkpoint(state: dict) -> VideoGAN:
+def model_from_checkpoint(state: dict, averaged: bool = False) -> VideoGAN:
+    """The live networks (for resuming), or with averaged=True the weight average where the
+    checkpoint has one (for inference)."""
     config = make_config(state["family"], state["preset"], **state["config"])
     model = build_from_config(state["family"], state["preset"], config)
-    model.load_state_dict(state["model"])
+    model.load_state_dict(state["ema"]["weights"] if averaged and state.get("ema") else state["model"])
     return model
 
 
 def load_for_inference(path: str | Path) -> tuple[VideoGAN, dict]:
-    """→ (model in eval mode with spectral norm baked in, metadata without the weights)."""
+    """→ (model in eval mode with spectral norm baked in, metadata without the weights).
+    The weights are the run's average where it kept one; meta["weights"] says which."""
     state = read_checkpoint(path)
-    model = model_from_checkpoint(state).for_inference()
-    meta = {k: v for k, v in state.items() if k not in ("model", "optimizers", "rng")}
+    model = model_from_checkpoint(state, averaged=True).for_inference()
+    meta = {k: v for k, v in state.items() if k not in ("model", "optimizers", "rng", "ema")}
+    ema = state.get("ema")
+    meta["weights"] = (f"average (decay {ema['decay']}, since step {ema['start_step']})" if ema else "live")
     return model, meta
 
 

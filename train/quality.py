@@ -126,7 +126,7 @@ def evaluate_checkpoint(path: str | Path, num_videos: int, recon_clips: int, see
     key = json.dumps(data, sort_keys=True)
     if key not in probes:  # one probe per data set: the real features are computed once
         probes[key] = QualityProbe(data, num_videos, recon_clips, seed, batch_size, device)
-    return {"checkpoint": str(path), "step": meta["step"], "family": meta["family"],
+    return {"checkpoint": str(path), "step": meta["step"], "family": meta["family"], "weights": meta["weights"],
             **probes[key](model.to(device))}
 
 

@@ -31,6 +31,7 @@ import torch  # noqa: E402
 import torch.distributed as dist  # noqa: E402
 from torch.nn.parallel import DistributedDataParallel  # noqa: E402
 
+from train.ema import WeightAverage  # noqa: E402
 from train.checkpoint import checkpoint_state, atomic_torch_save, read_checkpoint, model_from_checkpoint  # noqa: E402
 from train.models import FAMILIES, PRESETS, build_model  # noqa: E402
 from train.runtime import PRECISIONS, check_precision, keep_freed_memory, wrap_networks  # noqa: E402
@@ -93,6 +94,9 @@ def parse_args(argv=None):
     p.add_argument("--snapshot-every", type=int, default=0,
                    help="also keep the weights (no optimizer) every N steps as OUT/snapshots/stepNNNNNNN.pt, "
                         "for learning curves computed afterwards (default 0: none)")
+    p.add_argument("--ema", type=float, default=0.999,
+                   help="decay of the weight average that samples, --eval-every and export use (train/ema.py; "
+                        "default 0.999; 0 = none, the live weights). A resumed run keeps its checkpoint's decay")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p.parse_args(argv)
 
@@ -196,6 +200,12 @@ def main(argv=None):
         for name, opt in optimizers.items():
             opt.load_state_dict(state["optimizers"][name])
         start = state["step"]
+    average = None
+    if args.ema and state is not None and state.get("ema"):
+        average = WeightAverage.from_state(model, state["ema"])
+    elif args.ema:
+        average = WeightAverage(model, args.ema, start_step=start)
+    inference_model = average.model if average is not None else model
     train_step = STEPS[args.model]
 
     # --- logging (rank 0) ----------------------------------------------------------------
@@ -219,24 +229,26 @@ def main(argv=None):
         probe = QualityProbe(dataset.describe(), num_videos=args.eval_videos, recon_clips=min(64, args.eval_videos),
                              seed=args.seed, device=device)
 
+    def weights_state(step: int, **extra) -> dict:
+        ema = average.state() if average is not None else None
+        return checkpoint_state(model, step=step, data=dataset.describe(), args=vars(args), ema=ema, **extra)
+
     def save(step: int) -> None:
         if main_process:
-            atomic_torch_save(checkpoint_state(model, step=step, optimizers=optimizers,
-                                               rng={"torch": torch.get_rng_state()},
-                                               data=dataset.describe(), args=vars(args)),
+            atomic_torch_save(weights_state(step, optimizers=optimizers, rng={"torch": torch.get_rng_state()}),
                               checkpoint_path)
 
     def write_samples(step: int) -> None:
         if main_process:
-            model.eval()
+            inference_model.eval()
             with torch.no_grad():
                 z_a, z_m, label = (t.to(device) if t is not None else None for t in sample_latents)
-                videos = model.sample(z_a, z_m, label)
+                videos = inference_model.sample(z_a, z_m, label)
             model.train()
             write_sample_grid(videos.cpu(), out / "samples" / f"step{step:07d}.gif")
 
     def evaluate(step: int) -> None:
-        figures = probe(model)
+        figures = {**probe(inference_model), "weights": "average" if average is not None else "live"}
         with losses_log.open("a") as f:
             f.write(json.dumps({"step": step, "eval": figures}) + "\n")
         writer.add_scalar("quality/fvd", figures["fvd"], step)
@@ -277,6 +289,8 @@ def main(argv=None):
                     onehot = torch.nn.functional.one_hot(labels.clamp(min=0), cfg.num_classes).float().to(device)
                 losses = train_step(nets, optimizers, real, onehot, step_generator(args.seed, step, rank), cfg, options)
                 step += 1
+                if average is not None:
+                    average.update(model, step)
                 if not all(math.isfinite(v) for v in losses.values()):
                     failed = True  # keep the last good checkpoint
                     raise FloatingPointError(f"non-finite loss at step {step}: {losses}")
@@ -293,8 +307,7 @@ def main(argv=None):
                 if step % args.checkpoint_every == 0:
                     save(step)
                 if args.snapshot_every and step % args.snapshot_every == 0 and main_process:
-                    atomic_torch_save(checkpoint_state(model, step=step, data=dataset.describe(), args=vars(args)),
-                                      out / "snapshots" / f"step{step:07d}.pt")
+                    atomic_torch_save(weights_state(step), out / "snapshots" / f"step{step:07d}.pt")
                 if args.sample_every and step % args.sample_every == 0:
                     write_samples(step)
                 if probe is not None and step % args.eval_every == 0:
