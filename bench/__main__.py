@@ -21,19 +21,15 @@ import json
 import sys
 from pathlib import Path
 
+from export.__main__ import int_list
+
 from .paths import PATHS
 from .profiles import ORT_VARIANTS
 from .report import console_table, render_markdown, write_json, write_markdown
 
 
 def _int_list(text: str) -> list[int]:
-    try:
-        values = [int(v) for v in str(text).split(",") if v.strip()]
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from error
-    if not values or any(v < 1 for v in values):
-        raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
-    return values
+    return list(int_list(str(text)))
 
 
 def _str_list(text: str) -> list[str]:
@@ -41,10 +37,13 @@ def _str_list(text: str) -> list[str]:
 
 
 def parse_args(argv=None) -> argparse.Namespace:
+    from train.families import family_names
+    from train.models import PRESETS
+
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--family", choices=("g3an", "encgan3", "avlae"), default="g3an")
-    p.add_argument("--preset", choices=("paper64", "paper128", "tiny"), default="paper64")
+    p.add_argument("--family", choices=family_names(), default="g3an")
+    p.add_argument("--preset", choices=PRESETS, default="paper64")
     p.add_argument("--checkpoint", help="benchmark this checkpoint (default: random weights from --seed; speed "
                                         "does not depend on the weights)")
     p.add_argument("--seed", type=int, default=0)
@@ -89,7 +88,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--instances", type=int, default=1, help="Triton instances per model (default 1)")
     p.add_argument("--ort-threads", type=int, default=0, help="served ORT intra-op threads (default 0 = auto)")
     p.add_argument("--tensorrt-precisions", type=_str_list, default=["FP16", "FP32"])
-    p.add_argument("--train-families", type=_str_list, default=["g3an", "encgan3", "avlae"],
+    p.add_argument("--train-families", type=_str_list, default=list(family_names()),
                    help="training throughput for these families (default all three; empty to skip)")
     p.add_argument("--train-presets", type=_str_list, default=["tiny"], help="presets for training (default tiny)")
     p.add_argument("--train-batch-size", type=int, default=4, help="clips per training step (default 4)")

@@ -83,10 +83,10 @@ class Runners:
     """Callables per (path, kind) in this process: eager modules and the served sessions."""
 
     def __init__(self, family: str, model, specs: dict, onnx_paths: dict):
-        from export.onnx_export import RECONSTRUCT_MAP, RECONSTRUCT_OUTPUT
+        from export.onnx_export import RECONSTRUCT_OUTPUT, reconstruct_map
 
         self.family, self.model, self.specs, self.onnx_paths = family, model, specs, onnx_paths
-        self.map = RECONSTRUCT_MAP.get(family, {})
+        self.map = reconstruct_map(family) if model.spec.encode is not None else {}
         self.reconstruct_output = RECONSTRUCT_OUTPUT
 
     def spec_for_inputs(self, kind: str):

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from export.templates.model import ShardedSession, usable_cores
+from export.templates.model import ShardedSession, ort_session_options, usable_cores
 
 ORT_VARIANTS = {
     "served": "as the served model.py (its ShardedSession): a batch split into one shard per core "
@@ -128,12 +128,7 @@ def ort_session(path: str, variant: str = "served", profile_prefix: str | None =
     auto = max(1, min(4, usable_cores()))                     # model.py's "auto"
     if names == ["served"] and not profile_prefix:
         return ShardedSession(path, shards=auto, intra=auto, inter=1)
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = auto
-    options.inter_op_num_threads = 1
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.log_severity_level = 3
-    options.enable_mem_pattern = False                        # as served
+    options = ort_session_options(auto, 1)                    # as served
     for name in names:
         if name == "mem_pattern":
             options.enable_mem_pattern = True

@@ -8,10 +8,10 @@ at the end of a run.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
-import numpy as np
+from train.atomic import atomic_path
+from train.jsonio import json_default
 
 BEGIN_MARK = "<!-- bench: generated section begin (python -m bench --render ...) -->"
 END_MARK = "<!-- bench: generated section end -->"
@@ -40,25 +40,11 @@ def _pct(value):
     return _fmt(100 * value if value else None, 1)
 
 
-def json_default(value):
-    if isinstance(value, np.integer):
-        return int(value)
-    if isinstance(value, np.floating):
-        return float(value)
-    if isinstance(value, (set, tuple)):
-        return list(value)
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    return str(value)
-
-
 def write_json(path: Path | None, result: dict) -> None:
     if path is None:
         return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(result, indent=1, default=json_default) + "\n")
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(result, indent=1, default=json_default) + "\n")
 
 
 # --------------------------------------------------------------------------------- sections
@@ -305,9 +291,8 @@ def write_markdown(path: Path, section: str, title: str = "# Benchmarks\n\n") ->
             break
     else:
         text = text.rstrip("\n") + "\n\n" + section
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
 
 
 def console_table(result: dict) -> str:

@@ -1,6 +1,6 @@
 """Training throughput: steps/s of one family's training step, per preset and precision.
 
-`train.recipes.STEPS[family]` with `make_optimizers`, on random clips held in memory (no data
+The family's registry entry's `train_step` with its `make_optimizers` (train/families.py), on random clips held in memory (no data
 loading), unconditional, after `keep_freed_memory()` as train/run.py does; the networks are
 wrapped for the precision by `train.runtime.wrap_networks` (bf16 autocast is recorded as
 refused, with the reason, where the CPU has no native bf16).
@@ -18,8 +18,9 @@ def bench_training(family: str, preset: str, batch: int, *, warmup: int, repeats
                    budget_s: float, seed: int, precision: str = "fp32") -> dict:
     import torch
 
+    from train.families import get_family
     from train.models import build_model
-    from train.recipes import STEPS, RecipeOptions, make_optimizers
+    from train.recipes import RecipeOptions
     from train.runtime import check_precision, keep_freed_memory, wrap_networks
 
     try:
@@ -33,14 +34,15 @@ def bench_training(family: str, preset: str, batch: int, *, warmup: int, repeats
     cfg = model.config
     nets = dict(model.named_children())
     options = RecipeOptions()
-    optimizers = make_optimizers(family, nets, options)
+    entry = get_family(family)
+    optimizers = entry.make_optimizers(nets, options)
     nets = wrap_networks(nets, precision, torch.device("cpu"))
     gen = torch.Generator().manual_seed(seed)
     real = torch.rand((batch, *model.video_shape), generator=gen) * 2 - 1
     onehot = None
     if model.num_classes:
         onehot = torch.nn.functional.one_hot(torch.arange(batch) % model.num_classes, model.num_classes).float()
-    step = STEPS[family]
+    step = entry.train_step
     counter = [0]
 
     def one():

@@ -35,12 +35,11 @@ import sys
 import time
 from pathlib import Path
 
-if __package__ in (None, ""):  # pragma: no cover - run as a file
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from train.families import family_names
 
-from export.onnx_export import DEFAULT_OPSET, RECONSTRUCT_MAP, RECONSTRUCT_OUTPUT, ExportError, Tensor  # noqa: E402
-from export.parity import DEFAULT_BATCHES, ParityError, Runtime, Tolerance, tolerance_for  # noqa: E402
-from export.repository import (CPU_RUNTIMES, ENSEMBLE_KEEP, KINDS, ModelPlan, Options, RepositoryError,  # noqa: E402
+from export.onnx_export import DEFAULT_OPSET, RECONSTRUCT_OUTPUT, ExportError, Tensor, reconstruct_map
+from export.parity import DEFAULT_BATCHES, ParityError, Runtime, Tolerance, tolerance_for
+from export.repository import (CPU_RUNTIMES, ENSEMBLE_KEEP, KINDS, ModelPlan, Options, RepositoryError,
                                check_name, conflicts,
                                model_name, next_version, python_backend_files, read_existing,
                                sha256_bytes, sha256_file, staging_parent, tool_versions, write_models)
@@ -48,7 +47,7 @@ from export.repository import (CPU_RUNTIMES, ENSEMBLE_KEEP, KINDS, ModelPlan, Op
 EXPORTER_VERSION = "1"
 
 
-def _int_list(text: str) -> tuple[int, ...]:
+def int_list(text: str) -> tuple[int, ...]:
     try:
         values = tuple(int(v) for v in text.split(",") if v.strip())
     except ValueError as error:
@@ -68,7 +67,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="cpu: python backend running model.onnx with OpenVINO or ONNX Runtime (embedded Triton); "
                         "gpu: Triton's onnxruntime backend on KIND_GPU with the TensorRT accelerator, "
                         "or tensorrt_plan engines with --tensorrt")
-    p.add_argument("--family", choices=("g3an", "encgan3", "avlae"),
+    p.add_argument("--family", choices=family_names(),
                    help="refuse the checkpoint unless it holds this family")
     p.add_argument("--tensorrt", action="store_true",
                    help="gpu: build tensorrt_plan engines here (needs TensorRT and the serving GPU)")
@@ -81,7 +80,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--quality", help="a JSON file of the model's measured quality (python -m train.quality "
                                      "--output): copied into every manifest as 'quality'")
     p.add_argument("--max-batch-size", type=int, default=8, help="config max_batch_size (default 8)")
-    p.add_argument("--preferred-batch-sizes", type=_int_list, default=(),
+    p.add_argument("--preferred-batch-sizes", type=int_list, default=(),
                    help="dynamic_batching preferred sizes, e.g. 4,8 (default: max/2 and max)")
     p.add_argument("--queue-delay-us", type=int, default=2000,
                    help="dynamic_batching max_queue_delay_microseconds (default 2000)")
@@ -110,7 +109,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--replace", action="store_true",
                    help="drop the existing versions of NAME_* (needed when tensors/backend/target change)")
     p.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset (>= 17, default {DEFAULT_OPSET})")
-    p.add_argument("--parity-batches", type=_int_list, default=DEFAULT_BATCHES,
+    p.add_argument("--parity-batches", type=int_list, default=DEFAULT_BATCHES,
                    help="batch sizes of the parity gate (default 1,3,8; those above max_batch_size are skipped)")
     p.add_argument("--atol", type=float, default=1e-4, help="parity: float tolerance, absolute part (default 1e-4)")
     p.add_argument("--rtol", type=float, default=1e-5,
@@ -146,16 +145,76 @@ def _checkpoint_entry(path: Path, meta: dict) -> dict:
     return entry
 
 
+@dataclasses.dataclass
+class Graphs:
+    """The traced graphs of one export, by kind (sample / encode / decode)."""
+
+    specs: dict
+    protos: dict
+    onnx_bytes: dict
+
+
 def run(args: argparse.Namespace) -> dict:
+    """The export, step by step (the module docstring says why in this order). → the summary."""
     import torch
 
     from train.checkpoint import load_for_inference
 
-    from export import tensorrt as trt_support
-    from export.check import check_repository
-    from export.onnx_export import export_all, has_encoder
-    from export.parity import check_parity, check_reconstruct_parity
+    options = export_options(args)
+    served = served_runtime(options, max(1, args.threads))
+    tolerance = tolerance_for(served.precision, Tolerance(atol=args.atol, rtol=args.rtol,
+                                                          max_uint8_levels=args.max_uint8_diff))
+    batches = [b for b in args.parity_batches if b <= options.max_batch_size]
+    if not batches:
+        raise ValueError(f"every --parity-batches size is above --max-batch-size {options.max_batch_size}")
+    repository, checkpoint = Path(args.repository), Path(args.checkpoint)
+    if args.name is not None:
+        check_name(args.name)
 
+    # 1. cheap checks first: nothing is computed for an export that cannot be written
+    quality = preflight(args, options, served, checkpoint, repository)
+    torch.set_num_threads(max(1, args.threads))
+
+    # 2. the model, and the version it will be
+    model, meta = load_for_inference(checkpoint)
+    if args.family and meta["family"] != args.family:
+        raise ValueError(f"{checkpoint} holds a {meta['family']} model, not {args.family} (--family)")
+    name = check_name(args.name or meta["family"])
+    all_names = [model_name(name, k) for k in KINDS]
+    existing = read_existing(repository, all_names)
+    planned_names = check_model_set(model, name, existing, all_names, options, repository)
+    version = next_version(existing)
+    _log(f"export: {checkpoint} holds {model.family}/{model.preset} (step {meta.get('step')}); "
+         f"writing {', '.join(planned_names)} version {version} to {repository} (target {options.target}, "
+         f"backend {options.backend})")
+
+    # 3. ONNX graphs, 4. parity gate (raises ParityError: nothing written), 5. TensorRT engines
+    graphs = trace_graphs(model, meta, name, args.opset)
+    parity = parity_gate(graphs, model, name, batches, tolerance, served)
+    engines, engine_info = build_engines(args, options, graphs, name, batches) if options.tensorrt else ({}, {})
+
+    # 6. plans, checked against what the repository holds now that the tensors are known
+    plans = model_plans(graphs, options, engines, engine_info, parity, name, model.family, args.opset)
+    if not options.replace:
+        late = conflicts(existing, plans, all_names, options)
+        if late:
+            raise RepositoryError(_conflict_message(repository, name, late))
+
+    # 7. stage, validate, swap
+    common = manifest_common(args, model, meta, checkpoint, quality, options, served, batches, tolerance)
+    written = write_models(repository, plans, export_name=name, all_names=all_names, version=version,
+                           options=options, common=common, validate=_validate_staged)
+    return {
+        "repository": str(repository.resolve()), "name": name, "version": version,
+        "family": model.family, "preset": model.preset, "target": options.target, "backend": options.backend,
+        "runtime": served.name, "precision": served.precision,
+        "models": {n: sorted(str(p.relative_to(f)) for p in (f / str(version)).rglob("*") if p.is_file())
+                   for n, f in written.items()},
+        "parity": {model_name(name, k): _parity_figures(r) for k, r in parity.items()},
+    }
+
+
+def export_options(args: argparse.Namespace) -> Options:
     options = Options(
         target=args.target, tensorrt=args.tensorrt,
         precision=args.precision or ("FP32" if args.target == "cpu" else "FP16"), runtime=args.runtime,
@@ -166,18 +225,14 @@ def run(args: argparse.Namespace) -> dict:
         serve_versions=args.serve_versions, warmup=not args.no_warmup, replace=args.replace,
         trt_opt_batch=args.trt_opt_batch, trt_workspace_mib=args.trt_workspace_mib)
     options.validate()
-    served = served_runtime(options, max(1, args.threads))
-    tolerance = tolerance_for(served.precision, Tolerance(atol=args.atol, rtol=args.rtol,
-                                                          max_uint8_levels=args.max_uint8_diff))
-    batches = [b for b in args.parity_batches if b <= options.max_batch_size]
-    if not batches:
-        raise ValueError(f"every --parity-batches size is above --max-batch-size {options.max_batch_size}")
-    repository = Path(args.repository)
-    checkpoint = Path(args.checkpoint)
-    if args.name is not None:
-        check_name(args.name)
+    return options
 
-    # 1. cheap checks first: nothing is computed for an export that cannot be written
+
+def preflight(args, options: Options, served: Runtime, checkpoint: Path, repository: Path):
+    """What can be refused before any work: the checkpoint, --quality, a writable repository,
+    native bf16, the TensorRT builder. → the --quality figures (or None)."""
+    from export import tensorrt as trt_support
+
     if not checkpoint.is_file():
         raise FileNotFoundError(f"checkpoint not found: {checkpoint}")
     quality = read_quality(args.quality) if args.quality else None
@@ -189,42 +244,44 @@ def run(args: argparse.Namespace) -> dict:
             trt_support.require_tensorrt()
         else:
             trt_support.find_trtexec(args.trtexec)
-    threads = max(1, args.threads)
-    torch.set_num_threads(threads)
+    return quality
 
-    # 2. the model
-    model, meta = load_for_inference(checkpoint)
-    if args.family and meta["family"] != args.family:
-        raise ValueError(f"{checkpoint} holds a {meta['family']} model, not {args.family} (--family)")
-    name = check_name(args.name or meta["family"])
+
+def check_model_set(model, name: str, existing: dict, all_names: list[str], options: Options,
+                    repository: Path) -> list[str]:
+    """The models this export writes; refuses early what conflicts with the repository already
+    (the model set and backend are known before tracing, the tensors only after)."""
+    from export.onnx_export import has_encoder
+
     kinds = ["sample"] + (["encode", "decode", "reconstruct"] if has_encoder(model) else [])
-    all_names = [model_name(name, k) for k in KINDS]
-    existing = read_existing(repository, all_names)
     planned_names = [model_name(name, k) for k in kinds]
     if not options.replace:
-        # tensors are only known after tracing, but the model set and backend are known now
         sketch = [ModelPlan(n, n.rsplit("_", 1)[1], [], [], steps=[] if n.endswith("_reconstruct") else None)
                   for n in planned_names]
-        early = [p for p in conflicts(existing, sketch, all_names, options)
-                 if "inputs are" not in p and "outputs are" not in p]
+        early = [p for p in conflicts(existing, sketch, all_names, options) if p.what != "tensors"]
         if early:
             raise RepositoryError(_conflict_message(repository, name, early))
-    version = next_version(existing)
-    _log(f"export: {checkpoint} holds {model.family}/{model.preset} (step {meta.get('step')}); "
-         f"writing {', '.join(planned_names)} version {version} to {repository} (target {options.target}, "
-         f"backend {options.backend})")
+    return planned_names
 
-    # 3. ONNX graphs
+
+def trace_graphs(model, meta: dict, name: str, opset: int) -> Graphs:
+    from export.onnx_export import export_all
+
     t0 = time.monotonic()
-    graphs = export_all(model, opset=args.opset,
+    graphs = export_all(model, opset=opset,
                         metadata={"videogan.family": model.family, "videogan.preset": model.preset,
                                   "videogan.checkpoint_step": meta.get("step"), "videogan.export_name": name})
     _log(f"export: traced {len(graphs)} graph(s) in {time.monotonic() - t0:.1f} s")
-
-    # 4. parity gate (raises ParityError: nothing written)
-    specs = {spec.kind: spec for spec, _ in graphs}
     protos = {spec.kind: proto for spec, proto in graphs}
-    onnx_bytes = {kind: proto.SerializeToString() for kind, proto in protos.items()}
+    return Graphs(specs={spec.kind: spec for spec, _ in graphs}, protos=protos,
+                  onnx_bytes={kind: proto.SerializeToString() for kind, proto in protos.items()})
+
+
+def parity_gate(graphs: Graphs, model, name: str, batches: list[int], tolerance: Tolerance, served: Runtime) -> dict:
+    """The served runtime against PyTorch, per graph and for the reconstruct chain; raises ParityError."""
+    from export.parity import check_parity, check_reconstruct_parity
+
+    specs, onnx_bytes = graphs.specs, graphs.onnx_bytes
     parity = {}
     for kind, spec in specs.items():
         t0 = time.monotonic()
@@ -234,68 +291,76 @@ def run(args: argparse.Namespace) -> dict:
     if "encode" in specs:
         parity["reconstruct"] = check_reconstruct_parity(
             onnx_bytes["encode"], onnx_bytes["decode"], specs["encode"], specs["decode"],
-            RECONSTRUCT_MAP[model.family], name=model_name(name, "reconstruct"), batches=batches,
+            reconstruct_map(model.family), name=model_name(name, "reconstruct"), batches=batches,
             tolerance=tolerance, runtime=served)
         _log(f"export: parity {model_name(name, 'reconstruct')}: {_parity_line(parity['reconstruct'])}")
+    return parity
 
-    # 5. TensorRT engines (GPU host only)
+
+def build_engines(args, options: Options, graphs: Graphs, name: str, batches: list[int]) -> tuple[dict, dict]:
+    """--tensorrt (GPU host only): an engine per graph, compared with PyTorch where TensorRT's
+    Python module can run it. → (engines, their manifest entries)"""
+    from export import tensorrt as trt_support
+
     engines, engine_info = {}, {}
-    if options.tensorrt:
-        can_run = trt_support.tensorrt_python_available()
-        opt = options.trt_opt_batch or options.max_batch_size
-        for kind, spec in specs.items():
-            t0 = time.monotonic()
-            build = dict(precision=options.precision, max_batch=options.max_batch_size, opt_batch=opt,
-                         workspace_mib=options.trt_workspace_mib)
-            if args.trt_builder == "python":
-                engines[kind] = trt_support.build_engine(onnx_bytes[kind], spec.inputs, **build)
-            else:
-                engines[kind] = trt_support.build_engine_trtexec(onnx_bytes[kind], spec.inputs,
-                                                                 trtexec=args.trtexec, **build)
-            info = {"builder": args.trt_builder, "precision": options.precision,
-                    "profile": {"min": 1, "opt": opt, "max": options.max_batch_size},
-                    "build_seconds": round(time.monotonic() - t0, 1), **trt_support.gpu_description()}
-            if can_run:
-                import tensorrt as trt
-
-                report = trt_support.engine_parity(engines[kind], spec, name=model_name(name, kind),
-                                                   precision=options.precision, batches=batches)
-                info.update({"tensorrt": trt.__version__, "io": trt_support.engine_io(engines[kind]),
-                             "parity": report})
-                _log(f"export: TensorRT {options.precision} engine {model_name(name, kind)}: {_parity_line(report)}")
-            else:
-                info["parity"] = {"passed": None, "skipped": "the TensorRT Python module is not importable here: "
-                                  "the engine was built by trtexec and not compared with PyTorch"}
-                _log(f"export: TensorRT engine {model_name(name, kind)} built by trtexec (not compared with "
-                     "PyTorch: no TensorRT Python module)")
-            engine_info[kind] = info
-
-    # 6. plans
-    plans = []
-    for kind, spec in specs.items():
-        if options.backend == "python":
-            files = python_backend_files(onnx_bytes[kind], options)
-        elif options.backend == "onnxruntime":
-            files = {"model.onnx": onnx_bytes[kind]}
+    can_run = trt_support.tensorrt_python_available()
+    opt_batch = options.trt_opt_batch or options.max_batch_size
+    for kind, spec in graphs.specs.items():
+        t0 = time.monotonic()
+        build = dict(precision=options.precision, max_batch=options.max_batch_size, opt_batch=opt_batch,
+                     workspace_mib=options.trt_workspace_mib)
+        if args.trt_builder == "python":
+            engines[kind] = trt_support.build_engine(graphs.onnx_bytes[kind], spec.inputs, **build)
         else:
-            files = {"model.plan": engines[kind], "model.onnx": onnx_bytes[kind]}
-        proto = protos[kind]
+            engines[kind] = trt_support.build_engine_trtexec(graphs.onnx_bytes[kind], spec.inputs,
+                                                             trtexec=args.trtexec, **build)
+        info = {"builder": args.trt_builder, "precision": options.precision,
+                "profile": {"min": 1, "opt": opt_batch, "max": options.max_batch_size},
+                "build_seconds": round(time.monotonic() - t0, 1), **trt_support.gpu_description()}
+        if can_run:
+            import tensorrt as trt
+
+            report = trt_support.engine_parity(engines[kind], spec, name=model_name(name, kind),
+                                               precision=options.precision, batches=batches)
+            info.update({"tensorrt": trt.__version__, "io": trt_support.engine_io(engines[kind]), "parity": report})
+            _log(f"export: TensorRT {options.precision} engine {model_name(name, kind)}: {_parity_line(report)}")
+        else:
+            info["parity"] = {"passed": None, "skipped": "the TensorRT Python module is not importable here: "
+                              "the engine was built by trtexec and not compared with PyTorch"}
+            _log(f"export: TensorRT engine {model_name(name, kind)} built by trtexec (not compared with "
+                 "PyTorch: no TensorRT Python module)")
+        engine_info[kind] = info
+    return engines, engine_info
+
+
+def model_plans(graphs: Graphs, options: Options, engines: dict, engine_info: dict, parity: dict, name: str,
+                family: str, opset: int) -> list[ModelPlan]:
+    """One ModelPlan per Triton model: the backend's files and the manifest entry of each graph,
+    plus the reconstruct ensemble of an encoder family."""
+    plans = []
+    for kind, spec in graphs.specs.items():
+        onnx_bytes, proto = graphs.onnx_bytes[kind], graphs.protos[kind]
+        if options.backend == "python":
+            files = python_backend_files(onnx_bytes, options)
+        elif options.backend == "onnxruntime":
+            files = {"model.onnx": onnx_bytes}
+        else:
+            files = {"model.plan": engines[kind], "model.onnx": onnx_bytes}
         entry = {"graph": kind, "parity": parity[kind],
-                 "onnx": {"opset": args.opset, "sha256": sha256_bytes(onnx_bytes[kind]),
-                          "bytes": len(onnx_bytes[kind]), "nodes": len(proto.graph.node),
-                          "ir_version": proto.ir_version}}
+                 "onnx": {"opset": opset, "sha256": sha256_bytes(onnx_bytes), "bytes": len(onnx_bytes),
+                          "nodes": len(proto.graph.node), "ir_version": proto.ir_version}}
         if kind in engine_info:
             entry["tensorrt_engine"] = engine_info[kind]
         plans.append(ModelPlan(model_name(name, kind), kind, spec.inputs, spec.outputs, files, entry))
-    if "encode" in specs:
-        plans.append(_reconstruct_plan(name, model.family, specs, parity["reconstruct"]))
+    if "encode" in graphs.specs:
+        plans.append(_reconstruct_plan(name, family, graphs.specs, parity["reconstruct"]))
+    return plans
 
-    if not options.replace:
-        late = conflicts(existing, plans, all_names, options)
-        if late:
-            raise RepositoryError(_conflict_message(repository, name, late))
 
-    common = {
+def manifest_common(args, model, meta: dict, checkpoint: Path, quality, options: Options, served: Runtime,
+                    batches: list[int], tolerance: Tolerance) -> dict:
+    """What every manifest of this export says about the model, checkpoint, options and tools."""
+    return {
         "family": model.family, "preset": model.preset,
         "model_config": dataclasses.asdict(model.config),
         "video_shape": {"T": model.video_shape[1], "H": model.video_shape[2], "W": model.video_shape[3], "C": 3},
@@ -310,24 +375,13 @@ def run(args: argparse.Namespace) -> dict:
         "tools": {**tool_versions(), "exporter": EXPORTER_VERSION},
     }
 
-    def validate(view: Path, _existing) -> None:
-        problems, _ = check_repository(view, run_checker=False)
-        if problems:
-            raise RepositoryError("the staged export does not pass export.check (nothing written): "
-                                  + "; ".join(problems))
 
-    # 7. stage, validate, swap
-    written = write_models(repository, plans, export_name=name, all_names=all_names, version=version,
-                           options=options, common=common, validate=validate)
-    summary = {
-        "repository": str(repository.resolve()), "name": name, "version": version,
-        "family": model.family, "preset": model.preset, "target": options.target, "backend": options.backend,
-        "runtime": served.name, "precision": served.precision,
-        "models": {n: sorted(str(p.relative_to(f)) for p in (f / str(version)).rglob("*") if p.is_file())
-                   for n, f in written.items()},
-        "parity": {model_name(name, k): _parity_figures(r) for k, r in parity.items()},
-    }
-    return summary
+def _validate_staged(view: Path, _existing) -> None:
+    from export.check import check_repository
+
+    problems, _ = check_repository(view, run_checker=False)
+    if problems:
+        raise RepositoryError("the staged export does not pass export.check (nothing written): " + "; ".join(problems))
 
 
 def served_runtime(options: Options, threads: int) -> Runtime:
@@ -372,7 +426,9 @@ def read_quality(path: str) -> list:
 
 def _reconstruct_plan(name: str, family: str, specs: dict, report: dict) -> ModelPlan:
     enc, dec = specs["encode"], specs["decode"]
-    mapping = RECONSTRUCT_MAP[family]
+    from train.families import get_family
+
+    mapping = reconstruct_map(family)
     extra = [t for t in dec.inputs if t.name not in mapping.values()]   # label of a conditional model
     video_in = next(t for t in enc.inputs if t.name == "video")
     video_out = next(t for t in dec.outputs if t.name == "video")
@@ -384,15 +440,14 @@ def _reconstruct_plan(name: str, family: str, specs: dict, report: dict) -> Mode
          "output_map": {"video": RECONSTRUCT_OUTPUT}},
     ]
     entry = {"graph": "reconstruct", "parity": report,
-             "ensemble": {"steps": steps, "note": "encgan3 decodes the means z_a_mean, z_m_mean"
-                          if family == "encgan3" else "avlae decodes w_a, w_m"}}
+             "ensemble": {"steps": steps, "note": get_family(family).reconstruct_note}}
     return ModelPlan(model_name(name, "reconstruct"), "reconstruct", [video_in, *extra],
                      [Tensor(RECONSTRUCT_OUTPUT, video_out.dtype, video_out.dims)], {ENSEMBLE_KEEP: b""}, entry,
                      steps=steps)
 
 
-def _conflict_message(repository: Path, name: str, problems: list[str]) -> str:
-    return (f"cannot add a version of {name} to {repository}: " + "; ".join(problems)
+def _conflict_message(repository: Path, name: str, problems: list) -> str:
+    return (f"cannot add a version of {name} to {repository}: " + "; ".join(map(str, problems))
             + ". Use another --name, or --replace to drop the existing NAME_* versions. Nothing was written.")
 
 

@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .contract import ensemble_loops
 from .onnx_export import Tensor, compare_io
 from .repository import (CONFIG, MANIFEST, MANIFEST_FORMAT, _backend_of, config_tensor, config_tensors, file_hashes,
                          parse_config, sha256_file)
@@ -190,7 +191,7 @@ def _check_ensemble(name, cfg, inputs, outputs, models, problems) -> None:
     if not steps:
         problems.append(f"{name}: ensemble without ensemble_scheduling steps")
         return
-    looped = sorted({t.name for t in inputs} & {t.name for t in outputs})
+    looped = ensemble_loops((t.name for t in inputs), (t.name for t in outputs))
     if looped:
         problems.append(f"{name}: ensemble output(s) {looped} are named like an ensemble input: both names "
                         "denote one tensor, so the steps form a cycle and requests never complete "

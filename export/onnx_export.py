@@ -38,27 +38,14 @@ import onnx
 import torch
 from torch import nn
 
+from .contract import RECONSTRUCT_OUTPUT  # noqa: F401 (the wire contract, re-exported)
+
 MIN_OPSET = 17
 DEFAULT_OPSET = 17
 FLOAT_PROBE = "video_float"
 # ONNX operators that draw random numbers: none may appear in an exported graph.
 RANDOM_OPS = {"RandomNormal", "RandomNormalLike", "RandomUniform", "RandomUniformLike",
               "Multinomial", "Bernoulli"}
-ENCODER_FAMILIES = ("encgan3", "avlae")
-LATENT_NAMES = {
-    "encgan3": {"encode": ("z_a_mean", "z_a_logvar", "z_m_mean", "z_m_logvar"), "decode": ("z_a", "z_m")},
-    "avlae": {"encode": ("w_a", "w_m"), "decode": ("w_a", "w_m")},
-}
-# The reconstruct ensemble's output. It cannot be called `video` like its input: in an
-# ensemble both names denote ONE tensor, the step graph becomes a cycle (decode's output
-# re-triggers encode) and Triton 2.51 loads it, then loops and crashes on a request.
-RECONSTRUCT_OUTPUT = "reconstruction"
-# Which encode output feeds which decode input in the reconstruct ensemble.
-RECONSTRUCT_MAP = {
-    "encgan3": {"z_a_mean": "z_a", "z_m_mean": "z_m"},
-    "avlae": {"w_a": "w_a", "w_m": "w_m"},
-}
-
 _ONNX_DTYPES = {"FP32": onnx.TensorProto.FLOAT, "UINT8": onnx.TensorProto.UINT8}
 _NUMPY_DTYPES = {"FP32": np.float32, "UINT8": np.uint8}
 
@@ -180,9 +167,13 @@ def _normal(rng: np.random.Generator, batch: int, dim: int) -> np.ndarray:
 
 
 def has_encoder(model) -> bool:
-    if model.family == "avlae":
-        return bool(getattr(model.config, "use_motion_encoder", True))
-    return model.family in ENCODER_FAMILIES
+    return model.spec.has_encoder(model.config)
+
+
+def reconstruct_map(family: str) -> dict[str, str]:
+    """Which encode output feeds which decode input in the family's reconstruct ensemble."""
+    from train.families import get_family
+    return dict(get_family(family).reconstruct_map)
 
 
 def graph_specs(model) -> list[GraphSpec]:
@@ -211,34 +202,32 @@ def graph_specs(model) -> list[GraphSpec]:
     if not has_encoder(model):
         return specs
 
-    family = model.family
+    family = model.spec
     with torch.no_grad():
         probe = model.encode(torch.zeros(1, c, t, h, w))
-    enc_names = LATENT_NAMES[family]["encode"]
+    enc_names = family.encode_names
     if tuple(probe) != enc_names:
-        raise ExportError(f"{family}.encode returned {list(probe)}, expected {list(enc_names)}")
+        raise ExportError(f"{family.name}.encode returned {list(probe)}, expected {list(enc_names)}")
     enc_out = [Tensor(n, "FP32", tuple(int(d) for d in probe[n].shape[1:])) for n in enc_names]
 
     def encode_inputs(batch, rng):
         return {"video": rng.integers(0, 256, size=(batch, t, h, w, c), dtype=np.uint8)}
 
-    dec_names = LATENT_NAMES[family]["decode"]
-    if family == "encgan3":
-        dec_in = [Tensor("z_a", "FP32", (da,)), Tensor("z_m", "FP32", (dm,))] + label
+    # decode takes the family's latents of prior noise (+ label): what `sample` decodes
+    dec_names = family.decode_names
 
-        def decode_inputs(batch, rng):
-            feeds = {"z_a": _normal(rng, batch, da), "z_m": _normal(rng, batch, dm)}
-            if conditional:
-                feeds["label"] = _one_hot(rng, batch, k)
-            return feeds
-    else:  # avlae: w from the mapping networks, so the decode graph sees realistic w
-        wa_dim, wm_dim = (int(probe[n].shape[1]) for n in dec_names)
-        dec_in = [Tensor("w_a", "FP32", (wa_dim,)), Tensor("w_m", "FP32", (wm_dim,))]
+    @torch.no_grad()
+    def decode_inputs(batch, rng):
+        z_a, z_m = torch.from_numpy(_normal(rng, batch, da)), torch.from_numpy(_normal(rng, batch, dm))
+        latents = family.prior_latents(model, z_a, z_m)
+        feeds = {n: latents[n].numpy() for n in dec_names}
+        if conditional:
+            feeds["label"] = _one_hot(rng, batch, k)
+        return feeds
 
-        @torch.no_grad()
-        def decode_inputs(batch, rng):
-            z_a, z_m = torch.from_numpy(_normal(rng, batch, da)), torch.from_numpy(_normal(rng, batch, dm))
-            return {"w_a": model.mapping_a(z_a).numpy(), "w_m": model.mapping_m(z_m).numpy()}
+    dec_dims = {n: tuple(int(d) for d in v.shape[1:])
+                for n, v in decode_inputs(1, np.random.default_rng(0)).items() if n != "label"}
+    dec_in = [Tensor(n, "FP32", dec_dims[n]) for n in dec_names] + label
 
     specs.append(GraphSpec(kind="encode", inputs=[video], outputs=enc_out,
                            module=_EncodeGraph(model, enc_names).eval(), make_inputs=encode_inputs))

@@ -37,7 +37,6 @@ manifest of each model (`export.repository`), with the tolerance that was applie
 from __future__ import annotations
 
 import dataclasses
-import os
 
 import numpy as np
 import onnx
@@ -348,7 +347,5 @@ def check_reconstruct_parity(encode_model, decode_model, encode_spec: GraphSpec,
 
 
 def default_threads() -> int:
-    try:
-        return max(1, min(2, len(os.sched_getaffinity(0))))
-    except AttributeError:  # pragma: no cover
-        return 1
+    from .templates.model import usable_cores
+    return max(1, min(2, usable_cores()))

@@ -46,6 +46,8 @@ from pathlib import Path
 
 import numpy as np
 
+from train.jsonio import json_default
+
 from .onnx_export import Tensor
 from .templates.model import RUNTIME_FILE
 
@@ -198,19 +200,7 @@ def now_utc() -> str:
 
 
 def to_json(obj) -> str:
-    return json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n"
-
-
-def _json_default(value):
-    if isinstance(value, (np.integer,)):
-        return int(value)
-    if isinstance(value, (np.floating,)):
-        return float(value)
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, (set, tuple)):
-        return list(value)
-    return str(value)
+    return json.dumps(obj, indent=2, sort_keys=False, default=json_default) + "\n"
 
 
 def tool_versions() -> dict:
@@ -386,31 +376,50 @@ def _backend_of(cfg) -> str:
     return cfg.backend or cfg.platform
 
 
+@dataclass(frozen=True)
+class Conflict:
+    """One reason the export cannot add a version to an existing model. `what` is one of
+    CONFLICT_KINDS; `tensors` conflicts are only known once the graphs are traced."""
+
+    model: str
+    what: str
+    message: str
+
+    def __str__(self) -> str:
+        return self.message
+
+
+CONFLICT_KINDS = ("graph", "config", "manifest", "backend", "tensors", "engine_batch")
+
+
 def conflicts(existing: dict[str, Existing], plans: list[ModelPlan], all_names: list[str],
-              options: Options) -> list[str]:
+              options: Options) -> list[Conflict]:
     """Why the export cannot add a version to the existing NAME_* models (empty: it can)."""
     problems = []
     planned = {p.name: p for p in plans}
     for name, old in existing.items():
         if name not in planned:
-            problems.append(f"{name} exists but this checkpoint has no {name.rsplit('_', 1)[-1]} graph")
+            problems.append(Conflict(name, "graph",
+                                     f"{name} exists but this checkpoint has no {name.rsplit('_', 1)[-1]} graph"))
             continue
         plan = planned[name]
         if old.config is None:
-            problems.append(f"{name} has no {CONFIG}")
+            problems.append(Conflict(name, "config", f"{name} has no {CONFIG}"))
             continue
         if old.manifest is None:
-            problems.append(f"{name} has no {MANIFEST} (not written by this exporter)")
+            problems.append(Conflict(name, "manifest", f"{name} has no {MANIFEST} (not written by this exporter)"))
         want_backend = "ensemble" if plan.is_ensemble else options.backend
         if _backend_of(old.config) != want_backend:
-            problems.append(f"{name} is served by {_backend_of(old.config)}, this export writes {want_backend}")
+            problems.append(Conflict(name, "backend", f"{name} is served by {_backend_of(old.config)}, "
+                                                      f"this export writes {want_backend}"))
         for what, have, want in (("inputs", config_tensors(old.config.input), plan.inputs),
                                  ("outputs", config_tensors(old.config.output), plan.outputs)):
             if sorted(have, key=lambda t: t.name) != sorted(want, key=lambda t: t.name):
-                problems.append(f"{name} {what} are {_fmt(have)}, this export has {_fmt(want)}")
+                problems.append(Conflict(name, "tensors", f"{name} {what} are {_fmt(have)}, this export has {_fmt(want)}"))
         if want_backend == "tensorrt_plan" and old.config.max_batch_size != options.max_batch_size:
-            problems.append(f"{name} engines were built for max_batch_size {old.config.max_batch_size}, "
-                            f"this export uses {options.max_batch_size}")
+            problems.append(Conflict(name, "engine_batch",
+                                     f"{name} engines were built for max_batch_size {old.config.max_batch_size}, "
+                                     f"this export uses {options.max_batch_size}"))
     return problems
 
 

@@ -53,10 +53,9 @@ def parse_cpuinfo(text: str) -> dict:
 
 
 def usable_cpus() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover
-        return os.cpu_count() or 1
+    """The CPUs this process may run on (the served model.py's count)."""
+    from export.templates.model import usable_cores
+    return usable_cores()
 
 
 def memory_gib() -> dict:

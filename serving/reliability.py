@@ -57,15 +57,12 @@ import tritonclient.grpc as grpcclient
 from tritonclient.grpc import service_pb2
 from tritonclient.utils import InferenceServerException, np_to_triton_dtype
 
-if __package__ in (None, ""):  # pragma: no cover - run as a file
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from clients.latents import latents_for_seeds, one_hot  # noqa: E402
-from clients.triton import Connection, ModelInfo  # noqa: E402
-from clients.video_io import read_frames  # noqa: E402
-from serving.host import loadavg, machine_info, proc_stats, summarize, tree_stats  # noqa: E402
-from serving.front import GRPC_SERVICE  # noqa: E402
-from serving.server import SHM_DIR, process_group_members  # noqa: E402
+from clients.latents import latents_for_seeds, one_hot
+from clients.triton import Connection, ModelInfo
+from clients.video_io import read_frames
+from serving.host import loadavg, machine_info, proc_stats, summarize, tree_stats
+from serving.front import GRPC_SERVICE
+from serving.server import SHM_DIR, process_group_members
 
 ROOT = Path(__file__).resolve().parents[1]
 FORMAT = "videogan-reliability/1"

@@ -63,6 +63,8 @@ from typing import Iterable, Sequence
 import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
+from export.contract import ensemble_loops
+
 from .front import GrpcFront, HttpFront, model_limits, request_limits
 
 __all__ = [
@@ -575,7 +577,8 @@ class TritonServer:
                     continue
                 if config.get("platform") != "ensemble":
                     continue
-                same = sorted({t["name"] for t in config.get("input", [])} & {t["name"] for t in config.get("output", [])})
+                same = ensemble_loops((t["name"] for t in config.get("input", [])),
+                                      (t["name"] for t in config.get("output", [])))
                 if same:
                     problems.append(f"{name}: {', '.join(repr(n) for n in same)}")
         if problems:

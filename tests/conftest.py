@@ -21,14 +21,11 @@ from __future__ import annotations
 
 import os
 import pathlib
-import sys
 import warnings
 
 import pytest
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
-if str(REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT))
 
 # An ensemble's output cannot be named like its input: both names denote the same ensemble
 # tensor, the graph becomes a cycle (decode's output re-triggers encode) and the request

@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 from .atomic import atomic_path
-from .models import FAMILIES, VideoGAN, build_from_config, make_config
+from .models import VideoGAN, build_from_config, make_config
 
 FORMAT_VERSION = 1
 
@@ -66,9 +66,14 @@ def read_checkpoint(path: str | Path) -> dict:
                          "checkpoint holds only tensors and plain data") from error
     except Exception as error:
         raise ValueError(f"{path} is not a readable videogan checkpoint: {_first_line(error)}") from error
-    if not isinstance(state, dict) or state.get("family") not in FAMILIES or "model" not in state:
+    if not isinstance(state, dict) or state.get("family") not in _family_names() or "model" not in state:
         raise ValueError(f"{path} is not a videogan checkpoint (no family/model entries)")
     return state
+
+
+def _family_names() -> tuple[str, ...]:
+    from .families import family_names
+    return family_names()
 
 
 def model_from_checkpoint(state: dict, averaged: bool = False) -> VideoGAN:

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from train.jsonio import json_default
 from train.metrics import RECOMMENDED, sample_size_warnings
 from train.metrics.features import (I3DLogits, InceptionFrames, ResNeXtPool, array_batches,
                                     dataset_batches, features_cached, generator_batches)
@@ -308,21 +309,11 @@ def main(argv=None) -> int:
     except WeightsError as e:
         print(f"train.evaluate: {e}", file=sys.stderr)
         return 2
-    text = json.dumps(out, indent=1, default=_json_default)
+    text = json.dumps(out, indent=1, default=json_default)
     print(text)
     if args.output:
         Path(args.output).write_text(text + "\n")
     return 0
-
-
-def _json_default(o):
-    if isinstance(o, (np.floating, np.integer)):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    if isinstance(o, Path):
-        return str(o)
-    return str(o)
 
 
 if __name__ == "__main__":

@@ -24,6 +24,12 @@ minimises Eq. 10, K1‖F_M(z_M) − E_M(x̂)‖² + K2‖F_A(z_A) − E_A(x̂_t)
 mapped codes as fixed targets. Each step has its own Adam (the algorithm's three ADAM lines).
 The flow estimator inside E_M is never in an optimizer.
 
+A family's training iteration is `step(nets, optimizers, real, onehot, gen, cfg, options)`: the
+networks by name, the optimizers by name (what its `*_optimizers` returned), a batch of real clips
+[B, 3, T, H, W] in [−1, 1], their one-hot labels (or None), the step's torch.Generator, the model
+config and the `RecipeOptions`; it returns every loss of the iteration as floats. The families'
+registry (train/families.py) names each family's optimizers and step.
+
 Every random number (latents, frame indices, reparameterisation noise) comes from the generator
 passed in, which the trainer seeds from (seed, step, rank): a resumed run draws exactly what an
 uninterrupted one would.
@@ -54,31 +60,36 @@ class RecipeOptions:
     k2: float = 1.0              # AVLAE appearance latent reconstruction weight
 
 
-def _adam(params, opts: RecipeOptions) -> torch.optim.Adam:
-    return torch.optim.Adam(list(params), lr=opts.lr, betas=opts.betas)
+def _adam(params, options: RecipeOptions) -> torch.optim.Adam:
+    return torch.optim.Adam(list(params), lr=options.lr, betas=options.betas)
 
 
 def _params(*modules: nn.Module):
     return [p for m in modules for p in m.parameters() if p.requires_grad]
 
 
-def make_optimizers(family: str, nets: dict[str, nn.Module], opts: RecipeOptions) -> dict[str, torch.optim.Optimizer]:
-    if family == "g3an":
-        return {"g": _adam(_params(nets["generator"]), opts),
-                "d_video": _adam(_params(nets["d_video"]), opts),
-                "d_image": _adam(_params(nets["d_image"]), opts)}
-    if family == "encgan3":
-        return {"g": _adam(_params(nets["generator"]), opts),
-                "d_video": _adam(_params(nets["d_video"]), opts),
-                "d_image": _adam(_params(nets["d_image"]), opts),
-                "encoder": _adam(_params(nets["encoder"]), opts)}
-    if family == "avlae":
-        e_m = _params(nets["encoder_m"]) if "encoder_m" in nets else []   # flow is frozen: no params
-        return {"video_d": _adam(e_m + _params(nets["d_video"]), opts),
-                "image_d": _adam(_params(nets["encoder_a"], nets["d_image"]), opts),
-                "generator": _adam(_params(nets["mapping_a"], nets["mapping_m"], nets["generator"]), opts),
-                "latent_ae": _adam(_params(nets["encoder_a"], nets["generator"]) + e_m, opts)}
-    raise ValueError(family)
+def g3an_optimizers(nets: dict[str, nn.Module], options: RecipeOptions) -> dict[str, torch.optim.Optimizer]:
+    return {"g": _adam(_params(nets["generator"]), options),
+            "d_video": _adam(_params(nets["d_video"]), options),
+            "d_image": _adam(_params(nets["d_image"]), options)}
+
+
+def encgan3_optimizers(nets: dict[str, nn.Module], options: RecipeOptions) -> dict[str, torch.optim.Optimizer]:
+    return {**g3an_optimizers(nets, options), "encoder": _adam(_params(nets["encoder"]), options)}
+
+
+def avlae_optimizers(nets: dict[str, nn.Module], options: RecipeOptions) -> dict[str, torch.optim.Optimizer]:
+    e_m = _params(nets["encoder_m"]) if "encoder_m" in nets else []   # flow is frozen: no params
+    return {"video_d": _adam(e_m + _params(nets["d_video"]), options),
+            "image_d": _adam(_params(nets["encoder_a"], nets["d_image"]), options),
+            "generator": _adam(_params(nets["mapping_a"], nets["mapping_m"], nets["generator"]), options),
+            "latent_ae": _adam(_params(nets["encoder_a"], nets["generator"]) + e_m, options)}
+
+
+def make_optimizers(family: str, nets: dict[str, nn.Module], options: RecipeOptions) -> dict[str, torch.optim.Optimizer]:
+    """The family's optimizers (its registry entry's `make_optimizers`)."""
+    from train.families import get_family
+    return get_family(family).make_optimizers(nets, options)
 
 
 def bce(logits: torch.Tensor, target: float) -> torch.Tensor:
@@ -102,37 +113,37 @@ def _step(optimizer: torch.optim.Optimizer, loss: torch.Tensor) -> None:
 
 
 # --- G3AN -------------------------------------------------------------------------------------
-def g3an_step(nets, opt, real, onehot, gen, cfg, opts) -> dict[str, float]:
+def g3an_step(nets, optimizers, real, onehot, gen, cfg, options) -> dict[str, float]:
     G, DV, DI = nets["generator"], nets["d_video"], nets["d_image"]
     b, dev = real.shape[0], real.device
     fake = G(_noise(b, cfg.z_a_dim, gen, dev), _noise(b, cfg.z_m_dim, gen, dev), onehot)
 
     loss_dv = bce(DV(real, onehot), 1.0) + bce(DV(fake.detach(), onehot), 0.0)
     loss_di = bce(DI(_frame(real, gen), onehot), 1.0) + bce(DI(_frame(fake.detach(), gen), onehot), 0.0)
-    opt["d_video"].zero_grad(set_to_none=True)
-    opt["d_image"].zero_grad(set_to_none=True)
+    optimizers["d_video"].zero_grad(set_to_none=True)
+    optimizers["d_image"].zero_grad(set_to_none=True)
     loss_dv.backward()
-    opt["d_video"].step()
+    optimizers["d_video"].step()
     loss_di.backward()
-    opt["d_image"].step()
+    optimizers["d_image"].step()
 
     loss_g_video = bce(DV(fake, onehot), 1.0)
     loss_g_image = bce(DI(_frame(fake, gen), onehot), 1.0)
-    _step(opt["g"], loss_g_video + loss_g_image)
+    _step(optimizers["g"], loss_g_video + loss_g_image)
     return {"d_video": loss_dv.item(), "d_image": loss_di.item(),
             "g_video": loss_g_video.item(), "g_image": loss_g_image.item()}
 
 
 # --- EncGAN3 ----------------------------------------------------------------------------------
-def _reconstruction(real: torch.Tensor, recon: torch.Tensor, opts: RecipeOptions) -> torch.Tensor:
+def _reconstruction(real: torch.Tensor, recon: torch.Tensor, options: RecipeOptions) -> torch.Tensor:
     """Eq. 1's two terms: first frame, plus every frame; each frame's error is its norm (sum over
     pixels and channels) or, with recon_reduction="mean", its per-pixel mean; mean over batch."""
-    err = (real - recon).abs() if opts.recon == "l1" else (real - recon).pow(2)
-    per_frame = err.sum(dim=(1, 3, 4)) if opts.recon_reduction == "sum" else err.mean(dim=(1, 3, 4))  # [B, T]
+    err = (real - recon).abs() if options.recon == "l1" else (real - recon).pow(2)
+    per_frame = err.sum(dim=(1, 3, 4)) if options.recon_reduction == "sum" else err.mean(dim=(1, 3, 4))  # [B, T]
     return (per_frame[:, 0] + per_frame.sum(dim=1)).mean()
 
 
-def encgan3_step(nets, opt, real, onehot, gen, cfg, opts) -> dict[str, float]:
+def encgan3_step(nets, optimizers, real, onehot, gen, cfg, options) -> dict[str, float]:
     G, DV, DI, E = nets["generator"], nets["d_video"], nets["d_image"], nets["encoder"]
     b, dev = real.shape[0], real.device
     eps_a, eps_m = _noise(b, cfg.z_a_dim, gen, dev), _noise(b, cfg.z_m_dim, gen, dev)
@@ -146,15 +157,15 @@ def encgan3_step(nets, opt, real, onehot, gen, cfg, opts) -> dict[str, float]:
     loss_di = (bce(DI(_frame(real, gen), onehot), 1.0) + bce(DI(_frame(recon, gen), onehot), 0.0)
                + bce(DI(_frame(prior, gen), onehot), 0.0))
     loss_dv = bce(DV(real, onehot), 1.0) + bce(DV(prior, onehot), 0.0) + bce(DV(recon, onehot), 0.0)
-    _step(opt["d_image"], loss_di)
-    _step(opt["d_video"], loss_dv)
+    _step(optimizers["d_image"], loss_di)
+    _step(optimizers["d_video"], loss_dv)
 
     # 2. encoder (Eq. 1): reconstruction through G + KL of both streams
     mu_a, lv_a, mu_m, lv_m = E(real)
     recon = G(reparameterize(mu_a, lv_a, eps_a), reparameterize(mu_m, lv_m, eps_m), onehot)
-    loss_rec = _reconstruction(real, recon, opts)
+    loss_rec = _reconstruction(real, recon, options)
     loss_kl = (kl_to_standard_normal(mu_a, lv_a) + kl_to_standard_normal(mu_m, lv_m)).mean()
-    _step(opt["encoder"], loss_rec + opts.kl_weight * loss_kl)
+    _step(optimizers["encoder"], loss_rec + options.kl_weight * loss_kl)
 
     # 3. generator (Eq. 2), re-run on the same videos with the updated encoder and discriminators
     with torch.no_grad():
@@ -163,14 +174,14 @@ def encgan3_step(nets, opt, real, onehot, gen, cfg, opts) -> dict[str, float]:
     prior = G(prior_a, prior_m, onehot)
     loss_g_adv = (bce(DI(_frame(recon, gen), onehot), 1.0) + bce(DI(_frame(prior, gen), onehot), 1.0)
                   + bce(DV(recon, onehot), 1.0) + bce(DV(prior, onehot), 1.0))
-    loss_g_rec = _reconstruction(real, recon, opts)
-    _step(opt["g"], loss_g_adv + loss_g_rec)
+    loss_g_rec = _reconstruction(real, recon, options)
+    _step(optimizers["g"], loss_g_adv + loss_g_rec)
     return {"d_image": loss_di.item(), "d_video": loss_dv.item(), "enc_recon": loss_rec.item(),
             "enc_kl": loss_kl.item(), "g_adv": loss_g_adv.item(), "g_recon": loss_g_rec.item()}
 
 
 # --- AVLAE ------------------------------------------------------------------------------------
-def avlae_step(nets, opt, real, onehot, gen, cfg, opts) -> dict[str, float]:
+def avlae_step(nets, optimizers, real, onehot, gen, cfg, options) -> dict[str, float]:
     FA, FM, G = nets["mapping_a"], nets["mapping_m"], nets["generator"]
     EA, DI, DV = nets["encoder_a"], nets["d_image"], nets["d_video"]
     EM = nets.get("encoder_m")
@@ -188,23 +199,21 @@ def avlae_step(nets, opt, real, onehot, gen, cfg, opts) -> dict[str, float]:
     with torch.no_grad():
         fake = generate()[2]
     loss_v = bce(d_video(real), 1.0) + bce(d_video(fake), 0.0)
-    _step(opt["video_d"], loss_v)
+    _step(optimizers["video_d"], loss_v)
     loss_i = bce(DI(EA(_frame(real, gen))), 1.0) + bce(DI(EA(_frame(fake, gen))), 0.0)
-    _step(opt["image_d"], loss_i)
+    _step(optimizers["image_d"], loss_i)
 
     # Step II: F_A, F_M, G
     fake = generate()[2]
     loss_g = bce(DI(EA(_frame(fake, gen))), 1.0) + bce(d_video(fake), 1.0)
-    _step(opt["generator"], loss_g)
+    _step(optimizers["generator"], loss_g)
 
     # Step III: latent reconstruction over E_A, E_M*, G
     w_a, w_m, fake = generate()
     w_a, w_m = w_a.detach(), w_m.detach()
     loss_rec_a = (w_a - EA(_frame(fake, gen))).pow(2).sum(dim=1).mean()
     loss_rec_m = (w_m - EM(fake)).pow(2).sum(dim=1).mean() if EM is not None else torch.zeros((), device=dev)
-    _step(opt["latent_ae"], opts.k1 * loss_rec_m + opts.k2 * loss_rec_a)
+    _step(optimizers["latent_ae"], options.k1 * loss_rec_m + options.k2 * loss_rec_a)
     return {"d_video": loss_v.item(), "d_image": loss_i.item(), "g_adv": loss_g.item(),
             "rec_w_a": loss_rec_a.item(), "rec_w_m": loss_rec_m.item()}
 
-
-STEPS = {"g3an": g3an_step, "encgan3": encgan3_step, "avlae": avlae_step}

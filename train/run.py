@@ -19,29 +19,27 @@ import json
 import math
 import os
 import signal
-import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
-if __package__ in (None, ""):  # run as a script: make the project root importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-import torch.distributed as dist  # noqa: E402
-from torch.nn.parallel import DistributedDataParallel  # noqa: E402
-
-from train.ema import WeightAverage  # noqa: E402
-from train.checkpoint import checkpoint_state, atomic_torch_save, read_checkpoint, model_from_checkpoint  # noqa: E402
-from train.models import FAMILIES, PRESETS, build_model  # noqa: E402
-from train.runtime import PRECISIONS, check_precision, keep_freed_memory, wrap_networks  # noqa: E402
-from train.recipes import STEPS, RecipeOptions, make_optimizers  # noqa: E402
-from train.samples import write_sample_grid  # noqa: E402
+from train.ema import WeightAverage
+from train.checkpoint import checkpoint_state, atomic_torch_save, read_checkpoint, model_from_checkpoint
+from train.families import family_names, get_family
+from train.models import PRESETS, build_model
+from train.runtime import PRECISIONS, check_precision, keep_freed_memory, wrap_networks
+from train.recipes import RecipeOptions
+from train.samples import write_sample_grid
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", choices=FAMILIES, required=True, help="which paper's system to train")
+    p.add_argument("--model", choices=family_names(), required=True, help="which paper's system to train")
     p.add_argument("--preset", choices=PRESETS, default="tiny",
                    help="model size: paper64 / paper128 (the papers') or tiny (narrow, for CPU). Default tiny")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -134,14 +132,37 @@ def fixed_latents(model, count: int = 16, seed: int = 1234):
     return z_a, z_m, label
 
 
-def main(argv=None):
-    args = parse_args(argv)
-    overrides = parse_overrides(args.set)
-    if args.summary:
-        print(json.dumps(build_model(args.model, args.preset, **overrides).describe()))
-        return
+@dataclass
+class Processes:
+    """This process's place among the training processes (DistributedDataParallel or one)."""
 
-    # --- processes -----------------------------------------------------------------------
+    rank: int
+    world: int
+    distributed: bool
+    device: torch.device
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+@dataclass
+class Training:
+    """What one run trains: the model, its (wrapped) networks, optimizers, weight average, where it starts."""
+
+    model: object
+    nets: dict
+    optimizers: dict
+    options: RecipeOptions
+    average: WeightAverage | None
+    start: int
+
+    @property
+    def inference_model(self):
+        return self.average.model if self.average is not None else self.model
+
+
+def start_processes(args) -> Processes:
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
     if distributed:
         dist.init_process_group("nccl" if args.device.startswith("cuda") else "gloo")
@@ -151,7 +172,6 @@ def main(argv=None):
             torch.cuda.set_device(args.device)
     else:
         rank, world = 0, 1
-    main_process = rank == 0
     keep_freed_memory()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -160,97 +180,132 @@ def main(argv=None):
         check_precision(args.precision, device)
     except ValueError as error:
         raise SystemExit(str(error))
-    out = Path(args.out)
+    return Processes(rank, world, distributed, device)
 
-    # --- data ----------------------------------------------------------------------------
+
+def load_data(args, overrides: dict):
+    """The training split; a labelled data set makes a conditional model (num_classes joins
+    `overrides`) unless --unconditional or the family is unconditional. → (dataset, conditional)"""
     from train.data import build_dataset
     resolution = build_model(args.model, args.preset, **overrides).config.resolution
-    steps = tuple(int(s) for s in args.frame_steps.split(","))
-    dataset = build_dataset(args.data, resolution=resolution, frames=16, split="train", steps=steps,
+    frame_steps = tuple(int(s) for s in args.frame_steps.split(","))
+    dataset = build_dataset(args.data, resolution=resolution, frames=16, split="train", steps=frame_steps,
                             flip=args.flip, seed=args.seed)
-    conditional = dataset.num_classes > 0 and not args.unconditional and args.model != "avlae"
+    conditional = dataset.num_classes > 0 and not args.unconditional and get_family(args.model).conditional
     if conditional:
         overrides.setdefault("num_classes", dataset.num_classes)
+    return dataset, conditional
 
-    # --- model, optimizers, resume -------------------------------------------------------
-    checkpoint_path = out / "checkpoint.pt"
+
+def read_resume_state(args, checkpoint_path: Path) -> dict | None:
     try:
         state = read_checkpoint(checkpoint_path) if args.resume and checkpoint_path.exists() else None
     except ValueError as error:  # truncated, corrupt or unsafe: one line, the file left as it is
         raise SystemExit(f"error: {error}")
+    if state is not None and state["family"] != args.model:
+        raise SystemExit(f"{checkpoint_path} holds a {state['family']} model, not {args.model}")
+    return state
+
+
+def build_training(args, overrides: dict, state: dict | None, procs: Processes) -> Training:
+    """The model (fresh, or the checkpoint's), its optimizers (restored on resume) and weight average."""
     if state is not None:
-        if state["family"] != args.model:
-            raise SystemExit(f"{checkpoint_path} holds a {state['family']} model, not {args.model}")
         model = model_from_checkpoint(state)
     else:
         torch.manual_seed(args.seed)  # same initial weights on every rank and in every run
         model = build_model(args.model, args.preset, **overrides)
-    model.to(device).train()
-    cfg = model.config
+    model.to(procs.device).train()
     nets = {name: module for name, module in model.named_children()}
-    if distributed:
+    if procs.distributed:
         nets = {name: DistributedDataParallel(m) if any(p.requires_grad for p in m.parameters()) else m
                 for name, m in nets.items()}
     options = RecipeOptions(lr=args.lr, betas=(args.beta1, args.beta2), recon=args.recon,
                             recon_reduction=args.recon_reduction, kl_weight=args.kl_weight, k1=args.k1, k2=args.k2)
-    optimizers = make_optimizers(args.model, nets, options)
-    nets = wrap_networks(nets, args.precision, device)
+    optimizers = get_family(args.model).make_optimizers(nets, options)
+    nets = wrap_networks(nets, args.precision, procs.device)
     start = 0
     if state is not None:
-        for name, opt in optimizers.items():
-            opt.load_state_dict(state["optimizers"][name])
+        for name, optimizer in optimizers.items():
+            optimizer.load_state_dict(state["optimizers"][name])
         start = state["step"]
     average = None
     if args.ema and state is not None and state.get("ema"):
         average = WeightAverage.from_state(model, state["ema"])
     elif args.ema:
         average = WeightAverage(model, args.ema, start_step=start)
-    inference_model = average.model if average is not None else model
-    train_step = STEPS[args.model]
+    return Training(model, nets, optimizers, options, average, start)
 
-    # --- logging (rank 0) ----------------------------------------------------------------
-    writer = None
-    losses_log = out / "losses.jsonl"
-    if main_process:
-        out.mkdir(parents=True, exist_ok=True)
+
+class RunOutput:
+    """Everything rank 0 writes: checkpoints, snapshots, losses.jsonl, TensorBoard, sample grids,
+    --eval-every figures. On other ranks every method does nothing."""
+
+    def __init__(self, args, procs: Processes, training: Training, dataset, conditional: bool):
+        self.args, self.procs, self.training, self.dataset = args, procs, training, dataset
+        self.out = Path(args.out)
+        self.checkpoint_path = self.out / "checkpoint.pt"
+        self.losses_log = self.out / "losses.jsonl"
+        self.writer = self.probe = None
+        self.sample_latents = fixed_latents(training.model)
+        if not procs.main:
+            return
+        start, model = training.start, training.model
+        self.out.mkdir(parents=True, exist_ok=True)
         from torch.utils.tensorboard import SummaryWriter
-        writer = SummaryWriter(str(out / "tensorboard"), purge_step=start if start else None)
-        if losses_log.exists():  # drop what a killed run logged after its last checkpoint
-            kept = [line for line in losses_log.read_text().splitlines() if json.loads(line)["step"] <= start]
-            losses_log.write_text("".join(line + "\n" for line in kept))
-        (out / "run_args.json").write_text(json.dumps(vars(args), indent=2))
+        self.writer = SummaryWriter(str(self.out / "tensorboard"), purge_step=start if start else None)
+        if self.losses_log.exists():  # drop what a killed run logged after its last checkpoint
+            kept = [line for line in self.losses_log.read_text().splitlines() if json.loads(line)["step"] <= start]
+            self.losses_log.write_text("".join(line + "\n" for line in kept))
+        (self.out / "run_args.json").write_text(json.dumps(vars(args), indent=2))
         print(f"{args.model}/{args.preset} on {dataset.name}: {len(dataset)} clips, "
               f"{dataset.num_classes} classes{' (conditional)' if conditional else ''}; "
-              f"params {model.param_counts()}; steps {start} → {args.steps}; world size {world}", flush=True)
-    sample_latents = fixed_latents(model)
-    probe = None
-    if args.eval_every and main_process:
-        from train.quality import QualityProbe
-        probe = QualityProbe(dataset.describe(), num_videos=args.eval_videos, recon_clips=min(64, args.eval_videos),
-                             seed=args.seed, device=device)
+              f"params {model.param_counts()}; steps {start} → {args.steps}; world size {procs.world}", flush=True)
+        if args.eval_every:
+            from train.quality import QualityProbe
+            self.probe = QualityProbe(dataset.describe(), num_videos=args.eval_videos,
+                                      recon_clips=min(64, args.eval_videos), seed=args.seed, device=procs.device)
 
-    def weights_state(step: int, **extra) -> dict:
+    def _weights_state(self, step: int, **extra) -> dict:
+        average = self.training.average
         ema = average.state() if average is not None else None
-        return checkpoint_state(model, step=step, data=dataset.describe(), args=vars(args), ema=ema, **extra)
+        return checkpoint_state(self.training.model, step=step, data=self.dataset.describe(), args=vars(self.args),
+                                ema=ema, **extra)
 
-    def save(step: int) -> None:
-        if main_process:
-            atomic_torch_save(weights_state(step, optimizers=optimizers, rng={"torch": torch.get_rng_state()}),
-                              checkpoint_path)
+    def save(self, step: int) -> None:
+        if self.procs.main:
+            atomic_torch_save(self._weights_state(step, optimizers=self.training.optimizers,
+                                                  rng={"torch": torch.get_rng_state()}), self.checkpoint_path)
 
-    def write_samples(step: int) -> None:
-        if main_process:
+    def snapshot(self, step: int) -> None:
+        if self.procs.main:
+            atomic_torch_save(self._weights_state(step), self.out / "snapshots" / f"step{step:07d}.pt")
+
+    def write_samples(self, step: int) -> None:
+        if self.procs.main:
+            inference_model = self.training.inference_model
             inference_model.eval()
             with torch.no_grad():
-                z_a, z_m, label = (t.to(device) if t is not None else None for t in sample_latents)
+                z_a, z_m, label = (t.to(self.procs.device) if t is not None else None for t in self.sample_latents)
                 videos = inference_model.sample(z_a, z_m, label)
-            model.train()
-            write_sample_grid(videos.cpu(), out / "samples" / f"step{step:07d}.gif")
+            self.training.model.train()
+            write_sample_grid(videos.cpu(), self.out / "samples" / f"step{step:07d}.gif")
 
-    def evaluate(step: int) -> None:
-        figures = {**probe(inference_model), "weights": "average" if average is not None else "live"}
-        with losses_log.open("a") as f:
+    def log_losses(self, step: int, losses: dict, started: float) -> None:
+        if not self.procs.main:
+            return
+        with self.losses_log.open("a") as f:
+            f.write(json.dumps({"step": step, **losses}) + "\n")
+        if step % self.args.log_every == 0 or step == self.args.steps:
+            for name, value in losses.items():
+                self.writer.add_scalar(f"loss/{name}", value, step)
+            self.writer.add_scalar("speed/steps_per_s", (step - self.training.start) / (time.time() - started), step)
+
+    def evaluate(self, step: int) -> None:
+        figures = {**self.probe(self.training.inference_model),
+                   "weights": "average" if self.training.average is not None else "live"}
+        with self.losses_log.open("a") as f:
             f.write(json.dumps({"step": step, "eval": figures}) + "\n")
+        writer = self.writer
         writer.add_scalar("quality/fvd", figures["fvd"], step)
         if "digits" in figures:
             writer.add_scalar("quality/requested_digit_found", figures["digits"]["requested_digit_found"], step)
@@ -259,77 +314,100 @@ def main(argv=None):
             writer.add_scalar("quality/reconstruction_ssim", figures["reconstruction"]["reconstruction"]["ssim"], step)
         print(json.dumps({"step": step, "eval": figures}), flush=True)
 
-    stop = {"requested": False}
+    def after_step(self, step: int) -> None:
+        """The periodic writes after iteration `step`."""
+        args = self.args
+        if step % args.checkpoint_every == 0:
+            self.save(step)
+        if args.snapshot_every and step % args.snapshot_every == 0:
+            self.snapshot(step)
+        if args.sample_every and step % args.sample_every == 0:
+            self.write_samples(step)
+        if self.probe is not None and step % args.eval_every == 0:
+            self.evaluate(step)
 
-    def request_stop(signum, frame):
-        stop["requested"] = True
-    signal.signal(signal.SIGTERM, request_stop)
 
-    # --- the loop ------------------------------------------------------------------------
-    if start == 0:
-        write_samples(0)
-    steps_per_epoch = max(1, len(dataset) // (args.batch_size * world))
+def train_loop(args, procs: Processes, training: Training, dataset, output: RunOutput, stop: dict) -> tuple[int, float]:
+    """Iterations from training.start to --steps (or a stop request); → (last step, start time)."""
+    model, cfg, device = training.model, training.model.config, procs.device
+    train_step = get_family(args.model).train_step
+    steps_per_epoch = max(1, len(dataset) // (args.batch_size * procs.world))
     progress = None
-    if main_process and not args.no_progress:
+    if procs.main and not args.no_progress:
         from tqdm import tqdm
-        progress = tqdm(total=args.steps, initial=start, unit="step", dynamic_ncols=True)
-    step, failed = start, False
+        progress = tqdm(total=args.steps, initial=training.start, unit="step", dynamic_ncols=True)
+    step, failed = training.start, False
     started = time.time()
     try:
         while step < args.steps and not stop["requested"]:
             epoch = step // steps_per_epoch
             dataset.set_epoch(epoch)
             epoch_end = min(args.steps, (epoch + 1) * steps_per_epoch)
-            batches = [batch_indices(args.seed, s, rank, args.batch_size, len(dataset)) for s in range(step, epoch_end)]
+            batches = [batch_indices(args.seed, s, procs.rank, args.batch_size, len(dataset))
+                       for s in range(step, epoch_end)]
             loader = torch.utils.data.DataLoader(dataset, batch_sampler=batches, num_workers=args.workers)
             for real, labels in loader:
                 real = real.to(device, non_blocking=True)
                 onehot = None
                 if cfg.num_classes:
                     onehot = torch.nn.functional.one_hot(labels.clamp(min=0), cfg.num_classes).float().to(device)
-                losses = train_step(nets, optimizers, real, onehot, step_generator(args.seed, step, rank), cfg, options)
+                losses = train_step(training.nets, training.optimizers, real, onehot,
+                                    step_generator(args.seed, step, procs.rank), cfg, training.options)
                 step += 1
-                if average is not None:
-                    average.update(model, step)
+                if training.average is not None:
+                    training.average.update(model, step)
                 if not all(math.isfinite(v) for v in losses.values()):
                     failed = True  # keep the last good checkpoint
                     raise FloatingPointError(f"non-finite loss at step {step}: {losses}")
-                if main_process:
-                    with losses_log.open("a") as f:
-                        f.write(json.dumps({"step": step, **losses}) + "\n")
-                    if step % args.log_every == 0 or step == args.steps:
-                        for name, value in losses.items():
-                            writer.add_scalar(f"loss/{name}", value, step)
-                        writer.add_scalar("speed/steps_per_s", (step - start) / (time.time() - started), step)
-                    if progress is not None:
-                        progress.update(1)
-                        progress.set_postfix({k: f"{v:.3f}" for k, v in losses.items()}, refresh=False)
-                if step % args.checkpoint_every == 0:
-                    save(step)
-                if args.snapshot_every and step % args.snapshot_every == 0 and main_process:
-                    atomic_torch_save(weights_state(step), out / "snapshots" / f"step{step:07d}.pt")
-                if args.sample_every and step % args.sample_every == 0:
-                    write_samples(step)
-                if probe is not None and step % args.eval_every == 0:
-                    evaluate(step)
+                output.log_losses(step, losses, started)
+                if progress is not None:
+                    progress.update(1)
+                    progress.set_postfix({k: f"{v:.3f}" for k, v in losses.items()}, refresh=False)
+                output.after_step(step)
                 if stop["requested"] or step >= args.steps:
                     break
     except KeyboardInterrupt:
         stop["requested"] = True
     finally:
-        if step > start and not failed:
-            save(step)
+        if step > training.start and not failed:
+            output.save(step)
         if progress is not None:
             progress.close()
-    if main_process:
+    return step, started
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    overrides = parse_overrides(args.set)
+    if args.summary:
+        print(json.dumps(build_model(args.model, args.preset, **overrides).describe()))
+        return
+    procs = start_processes(args)
+    dataset, conditional = load_data(args, overrides)
+    output_dir = Path(args.out)
+    state = read_resume_state(args, output_dir / "checkpoint.pt")
+    training = build_training(args, overrides, state, procs)
+    output = RunOutput(args, procs, training, dataset, conditional)
+
+    stop = {"requested": False}
+
+    def request_stop(signum, frame):
+        stop["requested"] = True
+    signal.signal(signal.SIGTERM, request_stop)
+
+    if training.start == 0:
+        output.write_samples(0)
+    step, started = train_loop(args, procs, training, dataset, output, stop)
+    if procs.main:
         if not args.sample_every or step % args.sample_every:
-            write_samples(step)
-        writer.close()
+            output.write_samples(step)
+        output.writer.close()
         elapsed = time.time() - started
         print(json.dumps({"step": step, "stopped_early": stop["requested"], "steps_per_s":
-                          round((step - start) / elapsed, 3) if elapsed > 0 else None,
-                          "checkpoint": str(checkpoint_path), "samples": str(out / "samples")}), flush=True)
-    if distributed:
+                          round((step - training.start) / elapsed, 3) if elapsed > 0 else None,
+                          "checkpoint": str(output.checkpoint_path), "samples": str(output_dir / "samples")}),
+              flush=True)
+    if procs.distributed:
         dist.destroy_process_group()
 
 

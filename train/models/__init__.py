@@ -16,24 +16,22 @@ from dataclasses import asdict, fields, replace
 import torch
 from torch import nn
 
-from .avlae import AVLAEConfig, build_avlae_parts
-from .encgan3 import EncGAN3Config, build_encgan3_parts
-from .g3an import G3ANConfig, build_g3an_parts
 from .layers import count_parameters, remove_spectral_norm
 
-FAMILIES = ("g3an", "encgan3", "avlae")
 PRESETS = ("paper64", "paper128", "tiny")
 
-_CONFIGS = {"g3an": G3ANConfig, "encgan3": EncGAN3Config, "avlae": AVLAEConfig}
-_PRESET_OVERRIDES = {
-    "g3an": {"paper64": {}, "paper128": {"resolution": 128},
-             "tiny": {"channels": 8, "d_channels": 8}},
-    "encgan3": {"paper64": {}, "paper128": {"resolution": 128},
-                "tiny": {"channels": 8, "d_channels": 8, "e_channels": 8, "motion_features": 16,
-                         "motion_hidden": 64}},
-    "avlae": {"paper64": {"resolution": 64}, "paper128": {"resolution": 128},
-              "tiny": {"resolution": 64, "channels": 8, "d_channels": 8, "video_d_hidden": 64}},
-}
+
+def _family(name: str):
+    """The registry entry (train/families.py imports the model modules, so it is imported late)."""
+    from train.families import get_family
+    return get_family(name)
+
+
+def __getattr__(name: str):
+    if name == "FAMILIES":  # the registered families' names, in registration order
+        from train.families import family_names
+        return family_names()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class VideoGAN(nn.Module):
@@ -72,32 +70,26 @@ class VideoGAN(nn.Module):
                 "params": self.param_counts(), "video_shape": self.video_shape}
 
     # --- inference ------------------------------------------------------------------------
+    @property
+    def spec(self):
+        """This system's registry entry (train/families.py)."""
+        return _family(self.family)
+
     def sample(self, z_a: torch.Tensor, z_m: torch.Tensor, label: torch.Tensor | None = None) -> torch.Tensor:
-        if self.family == "avlae":
-            return self.generator(self.mapping_a(z_a), self.mapping_m(z_m))
-        return self.generator(z_a, z_m, label)
+        return self.spec.sample(self, z_a, z_m, label)
 
     def encode(self, video: torch.Tensor) -> dict[str, torch.Tensor]:
         """Real clip [B, 3, T, H, W] in [−1, 1] → the family's latents (means and log-variances
         for EncGAN3's VAE, w'_A and w'_M for AVLAE)."""
-        if self.family == "encgan3":
-            names = ("z_a_mean", "z_a_logvar", "z_m_mean", "z_m_logvar")
-            return dict(zip(names, self.encoder(video)))
-        if self.family == "avlae":
-            if not self.config.use_motion_encoder:
-                raise ValueError("this AVLAE was built without a motion encoder: it cannot encode")
-            return {"w_a": self.encoder_a(video[:, :, self.config.encode_frame]), "w_m": self.encoder_m(video)}
-        raise ValueError("G3AN has no encoder")
+        if self.spec.encode is None:
+            raise ValueError(f"{self.family} has no encoder")
+        return self.spec.encode(self, video)
 
     def decode(self, **latents: torch.Tensor) -> torch.Tensor:
         """Latents as `encode` names them (means for EncGAN3) → video."""
-        if self.family == "encgan3":
-            z_a = latents.get("z_a", latents.get("z_a_mean"))
-            z_m = latents.get("z_m", latents.get("z_m_mean"))
-            return self.generator(z_a, z_m, latents.get("label"))
-        if self.family == "avlae":
-            return self.generator(latents["w_a"], latents["w_m"])
-        raise ValueError("G3AN has no decoder from encoded latents; use sample()")
+        if self.spec.decode is None:
+            raise ValueError(f"{self.family} has no decoder from encoded latents; use sample()")
+        return self.spec.decode(self, **latents)
 
     def for_inference(self) -> "VideoGAN":
         """Eval mode with spectral norm baked into plain weights (what export traces)."""
@@ -107,21 +99,19 @@ class VideoGAN(nn.Module):
 
 
 def make_config(family: str, preset: str = "paper64", **overrides):
-    if family not in FAMILIES:
-        raise ValueError(f"unknown model family {family!r}; choose one of {FAMILIES}")
+    entry = _family(family)
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; choose one of {PRESETS}")
-    cls = _CONFIGS[family]
+    cls = entry.config
     known = {f.name for f in fields(cls)}
     unknown = set(overrides) - known
     if unknown:
         raise ValueError(f"unknown {family} option(s) {sorted(unknown)}; known: {sorted(known)}")
-    return replace(cls(), **{**_PRESET_OVERRIDES[family][preset], **overrides})
+    return replace(cls(), **{**entry.presets[preset], **overrides})
 
 
 def build_from_config(family: str, preset: str, config) -> VideoGAN:
-    builders = {"g3an": build_g3an_parts, "encgan3": build_encgan3_parts, "avlae": build_avlae_parts}
-    return VideoGAN(family, preset, config, builders[family](config))
+    return VideoGAN(family, preset, config, _family(family).build_parts(config))
 
 
 def build_model(family: str, preset: str = "paper64", **overrides) -> VideoGAN:

@@ -189,3 +189,19 @@ def build_avlae_parts(cfg: AVLAEConfig) -> dict[str, nn.Module]:
     if cfg.use_motion_encoder:
         parts["encoder_m"] = MotionEncoder(cfg)
     return parts
+
+
+def sample(model, z_a: torch.Tensor, z_m: torch.Tensor, label: torch.Tensor | None = None) -> torch.Tensor:
+    """z → w through the mapping networks → video (unconditional: `label` is ignored)."""
+    return model.generator(model.mapping_a(z_a), model.mapping_m(z_m))
+
+
+def encode(model, video: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Real clip → w'_A (of frame `encode_frame`) and w'_M."""
+    if not model.config.use_motion_encoder:
+        raise ValueError("this AVLAE was built without a motion encoder: it cannot encode")
+    return {"w_a": model.encoder_a(video[:, :, model.config.encode_frame]), "w_m": model.encoder_m(video)}
+
+
+def decode(model, **latents: torch.Tensor) -> torch.Tensor:
+    return model.generator(latents["w_a"], latents["w_m"])

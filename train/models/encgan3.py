@@ -83,3 +83,18 @@ def build_encgan3_parts(cfg: EncGAN3Config) -> dict[str, nn.Module]:
     parts = build_g3an_parts(cfg)
     parts["encoder"] = TwoStreamEncoder(cfg)
     return parts
+
+
+ENCODE_NAMES = ("z_a_mean", "z_a_logvar", "z_m_mean", "z_m_logvar")
+
+
+def encode(model, video: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Real clip → the means and log-variances of both streams."""
+    return dict(zip(ENCODE_NAMES, model.encoder(video)))
+
+
+def decode(model, **latents: torch.Tensor) -> torch.Tensor:
+    """z_a, z_m (or the means `encode` names) (+ label) → video."""
+    z_a = latents.get("z_a", latents.get("z_a_mean"))
+    z_m = latents.get("z_m", latents.get("z_m_mean"))
+    return model.generator(z_a, z_m, latents.get("label"))

@@ -43,7 +43,7 @@ import torch
 from torch import nn
 
 from .layers import (FactorizedSelfAttention, conv_lrelu, image_conv_trunk, init_official, sn,
-                     transposed_video_conv, upconv_bn_relu, VIDEO_CONVS)
+                     transposed_video_conv, upconv_bn_relu, video_conv_2p1d_convs, VIDEO_CONVS)
 
 
 D_CONDITIONS = ("concat", "projection")
@@ -210,12 +210,8 @@ class VideoDiscriminator(nn.Module):
         convs: list[nn.Module] = []
         if kind == "2p1d":
             widths = ([ch] if extra else []) + [ch, ch * 2, ch * 4, ch * 8]
-            cin = 3
-            for i, cout in enumerate(widths):
-                convs.append(nn.Conv3d(cin, cout, (1, 4, 4), (1, 2, 2), (0, 1, 1)))
-                if not (extra and i == 0):
-                    convs.append(nn.Conv3d(cout, cout, (4, 1, 1), 1, 0))
-                cin = cout
+            convs = video_conv_2p1d_convs(3, widths, spatial_only=int(extra))
+            cin = widths[-1]
             convs += [nn.Conv3d(cin, cin, (1, 4, 4), 1, 0), nn.Conv3d(cin, 1, (4, 1, 1), 1, 0)]
         elif kind == "3d":
             cin = 3
@@ -264,3 +260,8 @@ def build_g3an_parts(cfg: G3ANConfig) -> dict[str, nn.Module]:
         "d_video": VideoDiscriminator(cfg.d_channels, cfg.resolution, cfg.d_video, cfg.num_classes,
                                       cfg.spectral_norm, cfg.d_condition),
     }
+
+
+def sample(model, z_a: torch.Tensor, z_m: torch.Tensor, label: torch.Tensor | None = None) -> torch.Tensor:
+    """Prior latents (+ one-hot label) → video (G3AN and EncGAN3 share the generator)."""
+    return model.generator(z_a, z_m, label)

@@ -252,16 +252,24 @@ def image_conv_trunk(in_channels: int, widths: list[int], spectral: bool = True,
     return nn.Sequential(*layers)
 
 
-def video_conv_2p1d_trunk(in_channels: int, widths: list[int], spatial_only: int = 0,
-                          spectral: bool = True) -> nn.Sequential:
-    """The official G3AN video discriminator body: per stage a (1,4,4) s(1,2,2) conv then a
-    (4,1,1) conv, each + LeakyReLU(0.2). ``spatial_only`` leading stages skip the temporal conv
+def video_conv_2p1d_convs(in_channels: int, widths: list[int], spatial_only: int = 0) -> list[nn.Conv3d]:
+    """The convolutions of the official G3AN video discriminator body: per stage a (1,4,4)
+    s(1,2,2) conv then a (4,1,1) conv. ``spatial_only`` leading stages skip the temporal conv
     (used at 128×128 so that time still shrinks 16 → 4 over the four full stages)."""
-    layers: list[nn.Module] = []
+    convs: list[nn.Conv3d] = []
     cin = in_channels
     for i, cout in enumerate(widths):
-        layers += conv_lrelu(nn.Conv3d(cin, cout, (1, 4, 4), (1, 2, 2), (0, 1, 1)), spectral)
+        convs.append(nn.Conv3d(cin, cout, (1, 4, 4), (1, 2, 2), (0, 1, 1)))
         if i >= spatial_only:
-            layers += conv_lrelu(nn.Conv3d(cout, cout, (4, 1, 1), 1, 0), spectral)
+            convs.append(nn.Conv3d(cout, cout, (4, 1, 1), 1, 0))
         cin = cout
+    return convs
+
+
+def video_conv_2p1d_trunk(in_channels: int, widths: list[int], spatial_only: int = 0,
+                          spectral: bool = True) -> nn.Sequential:
+    """`video_conv_2p1d_convs`, each conv + LeakyReLU(0.2)."""
+    layers: list[nn.Module] = []
+    for conv in video_conv_2p1d_convs(in_channels, widths, spatial_only):
+        layers += conv_lrelu(conv, spectral)
     return nn.Sequential(*layers)
