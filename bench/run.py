@@ -316,42 +316,12 @@ def run(args, out_path: Path | None = None) -> dict:
         _log("FLOPs per video: " + ", ".join(f"{k} {v['gflop_per_video']} GFLOP" for k, v in flops.items()
                                              if isinstance(v, dict)))
 
-        # ---------------------------------------------------------------- export
-        variants = [v for v in SERVED if any(served_variant(p) == v for p in paths)]
-        if "tensorrt" in paths and not variants:
-            variants = ["ort"]                        # TensorRT builds from the exported graph
-        repository = workdir / "repository"
+        # ---------------------------------------------------------------- export, Triton
         max_batch = args.max_batch_size or max(args.batches)
-        if variants:
-            result["export"] = export_variants(
-                checkpoint, repository, family, variants, max_batch_size=max_batch,
-                parity_batches=tuple(sorted({1, min(2, max_batch)})), threads=threads,
-                queue_delay_us=args.queue_delay_us, instances=args.instances, ort_threads=args.ort_threads,
-                preferred_batch_sizes=tuple(int(b) for b in args.preferred_batch_sizes.split(",") if b.strip()))
-            _log(f"exported {', '.join(variants)}: " + ", ".join(f"{v} {e['seconds']} s"
-                                                               for v, e in result["export"].items()))
-        onnx_paths = {}
-        if variants:                                  # the graphs of every variant are the same bytes
-            first = result["export"][variants[0]]
-            onnx_paths = {k: repository / f"{first['name']}_{k}" / str(first["version"]) / "model.onnx" for k in specs}
+        repository = workdir / "repository"
+        onnx_paths = export_for_paths(args, result, checkpoint, repository, family, paths, specs, max_batch, threads)
         runners = Runners(family, model, specs, onnx_paths)
-
-        # ---------------------------------------------------------------- Triton
-        triton_variants = [served_variant(p) for p in paths if p.startswith("triton-")]
-        server, triton_info = None, {}
-        if triton_variants:
-            if args.startup:
-                triton_info["startup"] = measure_startup(repository, workdir, family, triton_variants, args.server_args)
-            server = ServedTriton(repository, workdir / "served", workdir / "served" / "ov-cache",
-                                  server_args=args.server_args)
-            triton_info["startup_all_s"] = round(server.start(), 2)
-            config = (repository / f"{model_prefix(family, triton_variants[0])}_sample" / "config.pbtxt").read_text()
-            triton_info.update({"memory_after_load": tree_stats(server.pid), "max_batch_size": max_batch,
-                                "queue_delay_us": args.queue_delay_us, "instances": args.instances,
-                                "server_version": server.server_version(), "config": config,
-                                "preferred_batch_sizes": [int(v) for v in re.findall(r"preferred_batch_size: (\d+)",
-                                                                                      config)]})
-            _log(f"Triton up in {triton_info['startup_all_s']} s, RSS {triton_info['memory_after_load']['rss_mib']} MiB")
+        server, triton_info = start_triton(args, repository, workdir, family, paths, max_batch)
 
         # ---------------------------------------------------------------- inference cells
         def save():
@@ -392,6 +362,44 @@ def run(args, out_path: Path | None = None) -> dict:
     finally:
         if own_workdir:
             shutil.rmtree(workdir, ignore_errors=True)
+
+
+def export_for_paths(args, result: dict, checkpoint, repository: Path, family: str, paths, specs, max_batch: int,
+                     threads: int) -> dict:
+    """Export the served variants the paths need (result["export"]); → the ONNX file per graph kind."""
+    variants = [v for v in SERVED if any(served_variant(p) == v for p in paths)]
+    if "tensorrt" in paths and not variants:
+        variants = ["ort"]                        # TensorRT builds from the exported graph
+    if not variants:
+        return {}
+    result["export"] = export_variants(
+        checkpoint, repository, family, variants, max_batch_size=max_batch,
+        parity_batches=tuple(sorted({1, min(2, max_batch)})), threads=threads,
+        queue_delay_us=args.queue_delay_us, instances=args.instances, ort_threads=args.ort_threads,
+        preferred_batch_sizes=tuple(int(b) for b in args.preferred_batch_sizes.split(",") if b.strip()))
+    _log(f"exported {', '.join(variants)}: " + ", ".join(f"{v} {e['seconds']} s" for v, e in result["export"].items()))
+    first = result["export"][variants[0]]         # the graphs of every variant are the same bytes
+    return {k: repository / f"{first['name']}_{k}" / str(first["version"]) / "model.onnx" for k in specs}
+
+
+def start_triton(args, repository: Path, workdir: Path, family: str, paths, max_batch: int):
+    """Triton over the exported repository when a triton-* path is asked for (start-up measured);
+    → (the server or None, its description)."""
+    triton_variants = [served_variant(p) for p in paths if p.startswith("triton-")]
+    if not triton_variants:
+        return None, {}
+    triton_info = {}
+    if args.startup:
+        triton_info["startup"] = measure_startup(repository, workdir, family, triton_variants, args.server_args)
+    server = ServedTriton(repository, workdir / "served", workdir / "served" / "ov-cache", server_args=args.server_args)
+    triton_info["startup_all_s"] = round(server.start(), 2)
+    config = (repository / f"{model_prefix(family, triton_variants[0])}_sample" / "config.pbtxt").read_text()
+    triton_info.update({"memory_after_load": tree_stats(server.pid), "max_batch_size": max_batch,
+                        "queue_delay_us": args.queue_delay_us, "instances": args.instances,
+                        "server_version": server.server_version(), "config": config,
+                        "preferred_batch_sizes": [int(v) for v in re.findall(r"preferred_batch_size: (\d+)", config)]})
+    _log(f"Triton up in {triton_info['startup_all_s']} s, RSS {triton_info['memory_after_load']['rss_mib']} MiB")
+    return server, triton_info
 
 
 def bench_tensorrt(args, runners: Runners, kinds, model, flops, outputs) -> dict:

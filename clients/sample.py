@@ -164,55 +164,24 @@ def run_job(
     out = pathlib.Path(out)
     out.mkdir(parents=True, exist_ok=True)
 
-    # One job per folder at a time.
-    lock_handle = open(out / LOCK, "w")
+    lock_handle = _lock_folder(out)
     try:
-        fcntl.flock(lock_handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        lock_handle.close()
-        raise JobError(f"another sampling job is writing to {out} (lock {out / LOCK})") from None
-
-    try:
-        # Model description from the first server that answers (and the same model on all of them).
-        info: ModelInfo | None = None
-        unreachable = []
-        for url in urls:
-            with Connection(url, retries=retries, backoff=backoff, log=log) as conn:
-                try:
-                    this = conn.model_info(model)
-                except ServerUnavailable as exc:
-                    log(f"warning: {exc}")
-                    unreachable.append(str(exc))
-                    continue
-                if info is not None and (this.inputs, this.outputs) != (info.inputs, info.outputs):
-                    raise JobError(f"model {model} differs between servers ({urls[0]} and {url})")
-                info = info or this
-        if info is None:
-            raise JobError(f"no server answered ({'; '.join(unreachable)}); nothing was written")
+        info = _describe_model(urls, model, retries, backoff, log)
         Da, Dm, n_classes, video_shape = _model_settings(info, label)
         if info.max_batch_size and batch_size > info.max_batch_size:
             log(f"--batch-size {batch_size} is over the model's max_batch_size {info.max_batch_size}: "
                 f"using {info.max_batch_size}")
             batch_size = info.max_batch_size
         batch_size = max(1, int(batch_size))
+        job = _Job(urls=urls, model=model, out=out, fmt=fmt, fps=fps, label=label, Da=Da, Dm=Dm,
+                   label_row=one_hot(label, n_classes) if n_classes is not None else None,
+                   video_shape=video_shape, retries=retries, backoff=backoff, timeout=timeout, log=log)
 
         settings = {"model": model, "format": fmt, "fps": fps, "label": label,
                     "z_a_dim": Da, "z_m_dim": Dm, "video_shape": list(video_shape),
                     "latents": ALGORITHM}
         manifest = _Manifest(out, settings)
-        remove_stale_temporaries(out)
-        # Finished: in the manifest, or written (atomically, hence complete) after the manifest
-        # was created by a run with these settings but before it was saved again.
-        todo = []
-        for seed in seeds:
-            name = file_name(seed, fmt)
-            if (out / name).is_file():
-                if str(seed) not in manifest.done:
-                    manifest.done[str(seed)] = {"file": name, "recovered": True}
-            else:
-                manifest.done.pop(str(seed), None)
-                todo.append(seed)
-        manifest.write()
+        todo = _seeds_to_do(out, seeds, fmt, manifest)
         n_done = len(seeds) - len(todo)
         if n_done:
             log(f"{out}: {n_done} of {len(seeds)} seeds already done, {len(todo)} to go")
@@ -220,128 +189,220 @@ def run_job(
                    "model": model, "batch_size": batch_size, "urls": urls, "seconds": 0.0}
         if not todo:
             return summary
-
-        batches: queue.Queue[_Batch] = queue.Queue()
-        for i in range(0, len(todo), batch_size):
-            batches.put(_Batch(todo[i:i + batch_size]))
-        events: queue.Queue = queue.Queue()
-        stop = threading.Event()
-        label_row = one_hot(label, n_classes) if n_classes is not None else None
-
-        def worker(url: str) -> None:
-            conn = Connection(url, retries=retries, backoff=backoff, timeout=timeout, log=log)
-            try:
-                while not stop.is_set():
-                    try:
-                        batch = batches.get(timeout=0.1)
-                    except queue.Empty:
-                        continue
-                    if url in batch.tried and len(batch.tried) < len(urls):
-                        batches.put(batch)  # leave it to a server that has not failed it
-                        time.sleep(0.05)
-                        continue
-                    z_a, z_m = latents_for_seeds(batch.seeds, Da, Dm)
-                    inputs = {"z_a": z_a, "z_m": z_m}
-                    if label_row is not None:
-                        inputs["label"] = np.repeat(label_row, len(batch.seeds), axis=0)
-                    try:
-                        videos = conn.infer(model, inputs, ["video"])["video"]
-                    except ServerUnavailable as exc:
-                        batch.tried.add(url)
-                        batches.put(batch)
-                        events.put(("down", url, exc))
-                        return
-                    except TritonClientError as exc:
-                        events.put(("error", url, exc))
-                        return
-                    if videos.shape != (len(batch.seeds),) + video_shape:
-                        events.put(("error", url, RequestError(
-                            f"{model} on {url} returned video {list(videos.shape)}, expected "
-                            f"{[len(batch.seeds), *video_shape]}")))
-                        return
-                    for k, seed in enumerate(batch.seeds):
-                        if stop.is_set():
-                            return
-                        name = file_name(seed, fmt)
-                        extra = {}
-                        if fmt == "npz":
-                            extra = {"z_a": z_a[k], "z_m": z_m[k], "seed": np.int64(seed)}
-                            if label is not None:
-                                extra["label"] = np.int64(label)
-                        write_video(out / name, videos[k], fps=fps, fmt=fmt, **extra)
-                        events.put(("done", url, (seed, name)))
-            except BaseException as exc:  # noqa: BLE001 - report anything to the main thread
-                events.put(("error", url, exc))
-            finally:
-                conn.close()
-
-        threads = [threading.Thread(target=worker, args=(url,), name=f"sample-{url}-{i}", daemon=True)
-                   for url in urls for i in range(max(1, concurrency))]
-        t0 = time.monotonic()
-        for t in threads:
-            t.start()
-        bar = tqdm(total=len(seeds), initial=n_done, unit="video", desc=model, disable=not progress,
-                   dynamic_ncols=True)
-        remaining = set(todo)
-        down: dict[str, str] = {}
-        error: BaseException | None = None
-        try:
-            while remaining:
-                try:
-                    kind, url, payload = events.get(timeout=0.5)
-                except queue.Empty:
-                    if not any(t.is_alive() for t in threads):
-                        break
-                    continue
-                if kind == "done":
-                    seed, name = payload
-                    remaining.discard(seed)
-                    manifest.add(seed, {"file": name, "url": url})
-                    summary["written"] += 1
-                    bar.update(1)
-                elif kind == "down":
-                    down[url] = str(payload)
-                    alive_urls = {u for u in urls if u not in down}
-                    if not alive_urls:
-                        error = payload
-                        break
-                    log(f"warning: giving up on {url} ({payload}); going on with {', '.join(sorted(alive_urls))}")
-                else:
-                    error = payload
-                    break
-        except KeyboardInterrupt:
-            stop.set()
-            manifest.write()
-            bar.close()
-            log(f"interrupted: {len(seeds) - len(remaining)} of {len(seeds)} done; run the same command to resume")
-            raise
-        finally:
-            stop.set()
-            join_deadline = time.monotonic() + 10.0  # workers finish the file they write (atomically)
-            for t in threads:
-                t.join(timeout=max(0.0, join_deadline - time.monotonic()))
-            # drain what finished while stopping
-            while True:
-                try:
-                    kind, url, payload = events.get_nowait()
-                except queue.Empty:
-                    break
-                if kind == "done":
-                    remaining.discard(payload[0])
-                    manifest.add(payload[0], {"file": payload[1], "url": url})
-                    summary["written"] += 1
-            manifest.write()
-            bar.close()
-        summary["seconds"] = time.monotonic() - t0
-        if error is not None or remaining:
-            why = error if error is not None else "; ".join(f"{u}: {m}" for u, m in down.items()) or "workers stopped"
-            if isinstance(error, OSError):
-                why = f"writing to {out} failed: {error.strerror or error}"
-            raise JobError(f"{len(remaining)} of {len(seeds)} seeds not done ({why}); "
-                           "run the same command again to resume") from (error if isinstance(error, Exception) else None)
+        _sample_all(job, todo, len(seeds), batch_size, concurrency, manifest, summary, progress)
         return summary
     finally:
         lock_handle.close()
+
+
+@dataclasses.dataclass
+class _Job:
+    """What every worker of one job needs: where, what and how to ask, and where to write."""
+
+    urls: list[str]
+    model: str
+    out: pathlib.Path
+    fmt: str
+    fps: float
+    label: int | None
+    Da: int
+    Dm: int
+    label_row: np.ndarray | None
+    video_shape: tuple
+    retries: int
+    backoff: float
+    timeout: float | None
+    log: Callable[[str], None]
+
+
+@dataclasses.dataclass
+class _Event:
+    """What a worker tells the main thread: a file written ("done", payload (seed, name)), a
+    server given up on ("down", payload the exception) or a failure that ends the job ("error")."""
+
+    kind: str
+    url: str
+    payload: object
+
+
+def _lock_folder(out: pathlib.Path):
+    """One job per folder at a time: an exclusive lock on DIR/.manifest.lock (→ its open file)."""
+    lock_handle = open(out / LOCK, "w")
+    try:
+        fcntl.flock(lock_handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock_handle.close()
+        raise JobError(f"another sampling job is writing to {out} (lock {out / LOCK})") from None
+    return lock_handle
+
+
+def _describe_model(urls: list[str], model: str, retries: int, backoff: float, log) -> ModelInfo:
+    """The model's description from the first server that answers (the same model on all of them)."""
+    info: ModelInfo | None = None
+    unreachable = []
+    for url in urls:
+        with Connection(url, retries=retries, backoff=backoff, log=log) as conn:
+            try:
+                this = conn.model_info(model)
+            except ServerUnavailable as exc:
+                log(f"warning: {exc}")
+                unreachable.append(str(exc))
+                continue
+            if info is not None and (this.inputs, this.outputs) != (info.inputs, info.outputs):
+                raise JobError(f"model {model} differs between servers ({urls[0]} and {url})")
+            info = info or this
+    if info is None:
+        raise JobError(f"no server answered ({'; '.join(unreachable)}); nothing was written")
+    return info
+
+
+def _seeds_to_do(out: pathlib.Path, seeds: list[int], fmt: str, manifest: _Manifest) -> list[int]:
+    """The seeds without a file. Finished: in the manifest, or written (atomically, hence complete)
+    after the manifest was created by a run with these settings but before it was saved again."""
+    remove_stale_temporaries(out)
+    todo = []
+    for seed in seeds:
+        name = file_name(seed, fmt)
+        if (out / name).is_file():
+            if str(seed) not in manifest.done:
+                manifest.done[str(seed)] = {"file": name, "recovered": True}
+        else:
+            manifest.done.pop(str(seed), None)
+            todo.append(seed)
+    manifest.write()
+    return todo
+
+
+def _worker(job: _Job, url: str, batches: queue.Queue, events: queue.Queue, stop: threading.Event) -> None:
+    """Take batches of seeds, ask `url` for their videos, write one file per seed. A server that
+    stops answering leaves its batch to the others ("down"); a refused request ends the job."""
+    conn = Connection(url, retries=job.retries, backoff=job.backoff, timeout=job.timeout, log=job.log)
+    try:
+        while not stop.is_set():
+            try:
+                batch = batches.get(timeout=0.1)
+            except queue.Empty:
+                continue
+            if url in batch.tried and len(batch.tried) < len(job.urls):
+                batches.put(batch)  # leave it to a server that has not failed it
+                time.sleep(0.05)
+                continue
+            z_a, z_m = latents_for_seeds(batch.seeds, job.Da, job.Dm)
+            inputs = {"z_a": z_a, "z_m": z_m}
+            if job.label_row is not None:
+                inputs["label"] = np.repeat(job.label_row, len(batch.seeds), axis=0)
+            try:
+                videos = conn.infer(job.model, inputs, ["video"])["video"]
+            except ServerUnavailable as exc:
+                batch.tried.add(url)
+                batches.put(batch)
+                events.put(_Event("down", url, exc))
+                return
+            except TritonClientError as exc:
+                events.put(_Event("error", url, exc))
+                return
+            if videos.shape != (len(batch.seeds),) + job.video_shape:
+                events.put(_Event("error", url, RequestError(
+                    f"{job.model} on {url} returned video {list(videos.shape)}, expected "
+                    f"{[len(batch.seeds), *job.video_shape]}")))
+                return
+            for k, seed in enumerate(batch.seeds):
+                if stop.is_set():
+                    return
+                events.put(_Event("done", url, _write_one(job, seed, videos[k], z_a[k], z_m[k])))
+    except BaseException as exc:  # noqa: BLE001 - report anything to the main thread
+        events.put(_Event("error", url, exc))
+    finally:
+        conn.close()
+
+
+def _write_one(job: _Job, seed: int, video: np.ndarray, z_a: np.ndarray, z_m: np.ndarray) -> tuple[int, str]:
+    name = file_name(seed, job.fmt)
+    extra = {}
+    if job.fmt == "npz":
+        extra = {"z_a": z_a, "z_m": z_m, "seed": np.int64(seed)}
+        if job.label is not None:
+            extra["label"] = np.int64(job.label)
+    write_video(job.out / name, video, fps=job.fps, fmt=job.fmt, **extra)
+    return seed, name
+
+
+def _sample_all(job: _Job, todo: list[int], n_seeds: int, batch_size: int, concurrency: int,
+                manifest: _Manifest, summary: dict, progress: bool) -> None:
+    """Workers (`concurrency` per server) over batches of `todo`; this thread records every
+    finished file in the manifest and decides when the job has failed."""
+    batches: queue.Queue[_Batch] = queue.Queue()
+    for i in range(0, len(todo), batch_size):
+        batches.put(_Batch(todo[i:i + batch_size]))
+    events: queue.Queue[_Event] = queue.Queue()
+    stop = threading.Event()
+    threads = [threading.Thread(target=_worker, args=(job, url, batches, events, stop), name=f"sample-{url}-{i}",
+                                daemon=True)
+               for url in job.urls for i in range(max(1, concurrency))]
+    t0 = time.monotonic()
+    for t in threads:
+        t.start()
+    bar = tqdm(total=n_seeds, initial=n_seeds - len(todo), unit="video", desc=job.model, disable=not progress,
+               dynamic_ncols=True)
+    remaining = set(todo)
+    down: dict[str, str] = {}
+    error: BaseException | None = None
+
+    def record(event: _Event) -> None:
+        seed, name = event.payload
+        remaining.discard(seed)
+        manifest.add(seed, {"file": name, "url": event.url})
+        summary["written"] += 1
+
+    try:
+        while remaining:
+            try:
+                event = events.get(timeout=0.5)
+            except queue.Empty:
+                if not any(t.is_alive() for t in threads):
+                    break
+                continue
+            if event.kind == "done":
+                record(event)
+                bar.update(1)
+            elif event.kind == "down":
+                down[event.url] = str(event.payload)
+                alive_urls = {u for u in job.urls if u not in down}
+                if not alive_urls:
+                    error = event.payload
+                    break
+                job.log(f"warning: giving up on {event.url} ({event.payload}); going on with "
+                        f"{', '.join(sorted(alive_urls))}")
+            else:
+                error = event.payload
+                break
+    except KeyboardInterrupt:
+        stop.set()
+        manifest.write()
+        bar.close()
+        job.log(f"interrupted: {n_seeds - len(remaining)} of {n_seeds} done; run the same command to resume")
+        raise
+    finally:
+        stop.set()
+        join_deadline = time.monotonic() + 10.0  # workers finish the file they write (atomically)
+        for t in threads:
+            t.join(timeout=max(0.0, join_deadline - time.monotonic()))
+        while True:  # drain what finished while stopping
+            try:
+                event = events.get_nowait()
+            except queue.Empty:
+                break
+            if event.kind == "done":
+                record(event)
+        manifest.write()
+        bar.close()
+    summary["seconds"] = time.monotonic() - t0
+    if error is not None or remaining:
+        why = error if error is not None else "; ".join(f"{u}: {m}" for u, m in down.items()) or "workers stopped"
+        if isinstance(error, OSError):
+            why = f"writing to {job.out} failed: {error.strerror or error}"
+        raise JobError(f"{len(remaining)} of {n_seeds} seeds not done ({why}); "
+                       "run the same command again to resume") from (error if isinstance(error, Exception) else None)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -98,6 +98,8 @@ def _check_engine(where: str, path: Path, inputs, outputs, problems) -> None:
 
 
 def _check_model(name: str, folder: Path, cfg, models: dict, problems: list[str], run_checker: bool) -> None:
+    # Long on purpose: a flat list of independent checks of one model folder, each appending its
+    # problem; the ensemble, graph and manifest checks are functions of their own.
     backend = _backend_of(cfg)
     inputs, outputs = config_tensors(cfg.input), config_tensors(cfg.output)
     if cfg.max_batch_size <= 0:
@@ -130,17 +132,11 @@ def _check_model(name: str, folder: Path, cfg, models: dict, problems: list[str]
                 read_runtime(str(vdir))
             except (OSError, ValueError) as error:
                 problems.append(f"{where}: {error}")
-            onnx_file = vdir / params.get("ONNX_FILE", "model.onnx")
-            if not onnx_file.is_file():
-                problems.append(f"{where}: no {onnx_file.name} for model.py to run")
-            else:
-                _check_onnx(where, onnx_file, inputs, outputs, problems, run_checker)
+            _check_onnx_file(where, vdir / params.get("ONNX_FILE", "model.onnx"), "for model.py to run",
+                             inputs, outputs, problems, run_checker)
         elif backend == "onnxruntime":
-            onnx_file = vdir / (cfg.default_model_filename or "model.onnx")
-            if not onnx_file.is_file():
-                problems.append(f"{where}: no {onnx_file.name} (onnxruntime backend)")
-            else:
-                _check_onnx(where, onnx_file, inputs, outputs, problems, run_checker)
+            _check_onnx_file(where, vdir / (cfg.default_model_filename or "model.onnx"), "(onnxruntime backend)",
+                             inputs, outputs, problems, run_checker)
         elif backend == "tensorrt_plan":
             plan = vdir / (cfg.default_model_filename or "model.plan")
             if not plan.is_file():
@@ -184,6 +180,14 @@ def _check_model(name: str, folder: Path, cfg, models: dict, problems: list[str]
 
     # --- manifest
     _check_manifest(name, folder, versions, backend, problems)
+
+
+def _check_onnx_file(where: str, onnx_file: Path, missing_note: str, inputs, outputs, problems: list[str],
+                     run_checker: bool) -> None:
+    if not onnx_file.is_file():
+        problems.append(f"{where}: no {onnx_file.name} {missing_note}")
+    else:
+        _check_onnx(where, onnx_file, inputs, outputs, problems, run_checker)
 
 
 def _check_ensemble(name, cfg, inputs, outputs, models, problems) -> None:

@@ -47,6 +47,7 @@ from pathlib import Path
 import numpy as np
 
 from train.jsonio import json_default
+from train.metrics.i3d import sha256_of as sha256_file  # noqa: F401 (one file hash for the tree)
 
 from .onnx_export import Tensor
 from .templates.model import RUNTIME_FILE
@@ -170,14 +171,6 @@ def model_name(name: str, kind: str) -> str:
 
 def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(chunk), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def file_hashes(folder: Path) -> dict[str, dict]:

@@ -249,6 +249,8 @@ class Case:
 def fuzz_cases(model: str, info: ModelInfo, grpc_url: str, http_url: str, grpc_limit: int,
                http_limit: int) -> list[Case]:
     """Malformed requests for ``model`` (a ``_sample`` model; label cases when it is conditional)."""
+    # Long on purpose: a table of cases (request, expected status, expected words), one per line,
+    # that reads best in one place; the helpers it calls do the work.
     good = sample_inputs(info)
     names = list(good)
     mbs = info.max_batch_size

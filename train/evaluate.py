@@ -193,6 +193,51 @@ def evaluate(args) -> dict:
         print(f"WARNING: {w.message}", file=sys.stderr)
 
     n, bs = args.num_videos, args.batch_size
+    bundle, fake_meta = _load_generator(args)
+    resolution = args.resolution or 64
+    args.frames = args.frames or 16
+    frame_steps = tuple(int(s) for s in (args.frame_steps or "1,2,3,4").split(","))
+
+    nets, notes = build_nets(args, warn_list)  # I3D / Inception load on first use (not at all if cached)
+    use_cache = not args.no_cache
+    progress = not args.no_progress
+
+    # Set A: the real data (cached).
+    real_ds = _build_dataset(args.data, args.split, resolution, args.frames, args.seed, frame_steps)
+    src_a, make_a = _dataset_source(real_ds, n, bs)
+    feats_a, info_a = features_cached(nets, src_a, n, make_a, f"real {args.data}:{args.split}", use_cache, progress)
+
+    # Set B.
+    feats_b, info_b, meta_b = _second_set(args, nets, bundle, fake_meta, resolution, frame_steps, warn_list)
+
+    results: dict = {}
+    if "fvd" in args.metrics:
+        results["fvd"] = frechet_distance_features(feats_a["i3d"], feats_b["i3d"])
+    if "fid" in args.metrics:
+        results["fid_frames"] = frechet_distance_features(feats_a["inception"], feats_b["inception"])
+    if "is" in args.metrics:
+        results["is"] = inception_score(feats_b["i3d"], splits=args.is_splits)
+        results["is_real"] = inception_score(feats_a["i3d"], splits=args.is_splits)
+    if "resnext" in args.metrics:
+        results["fid_resnext"] = (frechet_distance_features(feats_a["resnext"], feats_b["resnext"])
+                                  if "resnext" in nets else None)
+
+    protocol = _protocol(args, nets, feats_b, notes, resolution, frame_steps)
+
+    return {
+        "metrics": results,
+        "real": src_a,
+        "fake": meta_b,
+        "protocol": protocol,
+        "warnings": warn_list,
+        "timing_s": {"real": info_a, "fake": info_b, "total": round(time.time() - t_start, 2)},
+        "torch_threads": torch.get_num_threads(),
+    }
+
+
+def _load_generator(args):
+    """The model of --checkpoint or --untrained (→ (model, its description)); (None, {}) for neither.
+    Fills --resolution, --frames and --frame-steps from the model and its checkpoint where unset."""
     bundle, fake_meta = None, {}
     if args.checkpoint or args.untrained:
         if args.checkpoint:
@@ -216,25 +261,19 @@ def evaluate(args) -> dict:
                 args.frames = int(bundle.video_shape[1])
         fake_meta.update(latent_seed=args.seed, latents="z_a, z_m ~ N(0, I); labels uniform if conditional",
                          output="float [-1,1] clamped, quantized to 8 bits like a saved video")
-    resolution = args.resolution or 64
-    args.frames = args.frames or 16
-    steps = tuple(int(s) for s in (args.frame_steps or "1,2,3,4").split(","))
+    return bundle, fake_meta
 
-    nets, notes = build_nets(args, warn_list)  # I3D / Inception load on first use (not at all if cached)
-    use_cache = not args.no_cache
-    progress = not args.no_progress
 
-    # Set A: the real data (cached).
-    real_ds = _build_dataset(args.data, args.split, resolution, args.frames, args.seed, steps)
-    src_a, make_a = _dataset_source(real_ds, n, bs)
-    feats_a, info_a = features_cached(nets, src_a, n, make_a, f"real {args.data}:{args.split}", use_cache, progress)
-
-    # Set B.
+def _second_set(args, nets, bundle, fake_meta, resolution, frame_steps, warn_list):
+    """Features of set B: held-out / other real data, a folder of videos, or the model's samples.
+    → (features, timing, description)"""
+    n, bs = args.num_videos, args.batch_size
+    use_cache, progress = not args.no_cache, not args.no_progress
     if args.real_vs_real or args.vs_data:
         spec_b, split_b = ((args.data, "test") if args.real_vs_real
                            else (args.vs_data, args.vs_split or args.split))
         seed_b = args.seed if args.vs_seed is None else args.vs_seed
-        ds_b = _build_dataset(spec_b, split_b, resolution, args.frames, seed_b, steps)
+        ds_b = _build_dataset(spec_b, split_b, resolution, args.frames, seed_b, frame_steps)
         src_b, make_b = _dataset_source(ds_b, n, bs)
         feats_b, info_b = features_cached(nets, src_b, n, make_b, f"real {spec_b}:{split_b}", use_cache, progress)
         meta_b = src_b
@@ -252,22 +291,15 @@ def evaluate(args) -> dict:
         feats_b, info_b = features_cached(nets, None, n, lambda: generator_batches(bundle, n, bs, args.seed, args.device),
                                           "generated", False, progress)
         meta_b = fake_meta
+    return feats_b, info_b, meta_b
 
-    results: dict = {}
-    if "fvd" in args.metrics:
-        results["fvd"] = frechet_distance_features(feats_a["i3d"], feats_b["i3d"])
-    if "fid" in args.metrics:
-        results["fid_frames"] = frechet_distance_features(feats_a["inception"], feats_b["inception"])
-    if "is" in args.metrics:
-        results["is"] = inception_score(feats_b["i3d"], splits=args.is_splits)
-        results["is_real"] = inception_score(feats_a["i3d"], splits=args.is_splits)
-    if "resnext" in args.metrics:
-        results["fid_resnext"] = (frechet_distance_features(feats_a["resnext"], feats_b["resnext"])
-                                  if "resnext" in nets else None)
 
+def _protocol(args, nets, feats_b, notes, resolution, frame_steps) -> dict:
+    """How the figures were measured: sample sizes, clips, each metric's network and formula."""
+    n = args.num_videos
     protocol = {
         "num_videos": {"real": n, "fake": _rows(feats_b, nets)},
-        "clip": {"frames": args.frames, "resolution": resolution, "steps": list(steps), "real_split": args.split,
+        "clip": {"frames": args.frames, "resolution": resolution, "steps": list(frame_steps), "real_split": args.split,
                  "seed": args.seed},
         "frechet": ("||mu1-mu2||^2 + Tr(S1 + S2 - 2 (S1 S2)^1/2), float64, unbiased covariances; trace term "
                     "exactly from singular values / symmetric eigenvalues (train.metrics.frechet)"),
@@ -284,16 +316,7 @@ def evaluate(args) -> dict:
     if "resnext" in nets:
         protocol["fid_resnext"] = nets["resnext"].protocol()
     protocol["notes"] = notes
-
-    return {
-        "metrics": results,
-        "real": src_a,
-        "fake": meta_b,
-        "protocol": protocol,
-        "warnings": warn_list,
-        "timing_s": {"real": info_a, "fake": info_b, "total": round(time.time() - t_start, 2)},
-        "torch_threads": torch.get_num_threads(),
-    }
+    return protocol
 
 
 def _rows(feats: dict, nets: dict) -> int | None:
