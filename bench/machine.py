@@ -2,7 +2,7 @@
 
 The CPU's widest ISA comes from `train.runtime.cpu_isa` ('AMX', 'AVX-512', 'AVX2', 'baseline')
 on the flags of /proc/cpuinfo (`train.runtime.cpu_flags`); the description of the host
-(model, clock, cores, memory, versions) from `serving.host.machine_info`. Peaks, per physical
+(model, clock, cores, memory, versions) from `bench.host.machine_info`. Peaks, per physical
 core this process may use, at the /proc/cpuinfo clock:
 
 - FP32: SIMD lanes x 2 (FMA) x FMA units: AVX-512 (AMX CPUs too: their FP32 path is AVX-512)
@@ -22,8 +22,8 @@ from __future__ import annotations
 import math
 import time
 
-from serving.host import loadavg
-from serving.host import machine_info as host_info
+from bench.host import loadavg
+from bench.host import machine_info as host_info
 from train.runtime import bf16_native, cpu_flags, cpu_isa
 
 FP32_PER_CYCLE = {
@@ -67,7 +67,7 @@ def peak(cores: int, mhz: float | None, per_cycle: int | None, how: str, what: s
 
 
 def machine_info(flags=None) -> dict:
-    """serving.host.machine_info plus the ISA and the FP32 / BF16 peaks (flags: the real ones by default)."""
+    """bench.host.machine_info plus the ISA and the FP32 / BF16 peaks (flags: the real ones by default)."""
     info = host_info()
     flags = cpu_flags() if flags is None else frozenset(flags)
     cpu = info["cpu"]

@@ -16,7 +16,7 @@ import math
 import threading
 import time
 
-from serving.host import loadavg, self_rss_mib, summarize, tree_stats
+from bench.host import loadavg, self_rss_mib, summarize, tree_stats
 
 
 def measure_serial(fn, *, warmup: int, repeats: int, min_repeats: int, budget_s: float) -> dict:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from train.atomic import atomic_path
+from common.atomic import atomic_path
 from train.jsonio import json_default
 
 BEGIN_MARK = "<!-- bench: generated section begin (python -m bench --render ...) -->"

@@ -37,7 +37,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from serving.host import loadavg, proc_stats, summarize, tree_stats
+from bench.host import loadavg, proc_stats, summarize, tree_stats
 
 from .machine import gemm_probe, machine_info
 from .measure import finish_cell, measure_concurrent, measure_serial, merge_cells, ratios

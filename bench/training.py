@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 
-from serving.host import summarize
+from bench.host import summarize
 
 from .measure import measure_serial
 

@@ -23,7 +23,7 @@ import sys
 import time
 from pathlib import Path
 
-from serving.host import proc_stats, process_tree
+from bench.host import proc_stats, process_tree
 
 from .paths import SERVED
 

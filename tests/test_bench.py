@@ -20,7 +20,7 @@ import pytest
 
 from bench import machine, measure, paths, report
 from bench.__main__ import main as bench_main
-from serving.host import parse_cpuinfo
+from bench.host import parse_cpuinfo
 
 ROOT = Path(__file__).resolve().parents[1]
 CPUINFO = "\n\n".join(

@@ -216,20 +216,25 @@ def test_job_waits_with_backoff_for_a_server_that_comes_up(tiny_repository, tmp_
     port = find_free_port()
     out = tmp_path / "job"
     cmd = [sys.executable, "-m", "clients.sample", "--url", f"127.0.0.1:{port}", "--model", "tiny_sample",
-           "--seeds", "0-5", "--out", str(out), "--format", "gif", "--retries", "8", "--backoff", "0.25",
+           "--seeds", "0-5", "--out", str(out), "--format", "gif", "--retries", "12", "--backoff", "0.25",
            "--no-progress"]
-    process = subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    err_path = tmp_path / "job.err"
+    with open(err_path, "w") as err:
+        process = subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=err, text=True)
     try:
-        time.sleep(1.0)
-        assert process.poll() is None
+        deadline = time.time() + 120  # start the server only once the job has found it down
+        while "unavailable" not in err_path.read_text() and time.time() < deadline:
+            assert process.poll() is None, err_path.read_text()
+            time.sleep(0.1)
         with TritonServer(tiny_repository, grpc_port=port, log_file=tmp_path / "server.log"):
-            stdout, stderr = process.communicate(timeout=120)
+            stdout, _ = process.communicate(timeout=180)
     finally:
         if process.poll() is None:
             process.kill()
             process.wait()
+    stderr = err_path.read_text()
     assert process.returncode == 0, stderr
-    assert "unavailable" in stderr and "retry 1/8 in 0.2 s" in stderr
+    assert "unavailable" in stderr and "retry 1/12 in 0.2 s" in stderr
     assert "wrote 6 files" in stdout and len(_seed_files(out)) == 6
 
 

@@ -1,4 +1,4 @@
-"""The fast parts of ``python -m serving.reliability`` against a real ``python -m serving up --http``.
+"""The fast parts of ``python -m bench.reliability`` against a real ``python -m serving up --http``.
 
 The fuzz matrix runs against the committed demo repository (its model.py refuses non-one-hot
 labels); the kill -9 and disk-full faults against the tiny fixture repository. The soak and
@@ -14,7 +14,7 @@ import subprocess
 import pytest
 
 from conftest import REPO_ROOT
-from serving.reliability import (ServingUp, answers_valid_request, pick_sample_model, render_fuzz, run_disk_full,
+from bench.reliability import (ServingUp, answers_valid_request, pick_sample_model, render_fuzz, run_disk_full,
                                  run_fuzz, run_kill9, running, sample_inputs)
 from clients.triton import Connection
 

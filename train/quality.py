@@ -83,7 +83,7 @@ class QualityProbe:
             out = {"fvd": round(frechet_distance_features(self.real, fake), 3), "num_videos": self.num_videos}
             if model.num_classes and self.data["spec"] == "moving-mnist":
                 out["digits"] = self.digit_check(videos, torch.cat(labels))
-            if model.family in ("encgan3", "avlae"):
+            if model.spec.has_encoder(model.config):
                 out["reconstruction"] = self.reconstruction(model)
         finally:
             model.train(was_training)

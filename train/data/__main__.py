@@ -9,7 +9,9 @@ import json
 from pathlib import Path
 
 from . import build_dataset
-from ..samples import to_uint8, write_gif, write_mp4
+from common.video_files import write_video
+
+from ..samples import to_uint8
 
 
 def main(argv=None):
@@ -30,7 +32,7 @@ def main(argv=None):
         video, label = dataset[i]
         frames = to_uint8(video[None])[0]
         path = out / f"clip{i:04d}.{args.format}"
-        (write_mp4 if args.format == "mp4" else write_gif)(frames, path)
+        write_video(path, frames)
         print(json.dumps({"file": str(path), "label": label}))
 
 

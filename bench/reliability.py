@@ -1,6 +1,6 @@
-"""``python -m serving.reliability``: fuzz, soak and fault checks against the real supervised server.
+"""``python -m bench.reliability``: fuzz, soak and fault checks against the real supervised server.
 
-    python -m serving.reliability [--repository model_repository] [--parts fuzz,soak,kill9,disk,training]
+    python -m bench.reliability [--repository model_repository] [--parts fuzz,soak,kill9,disk,training]
         [--soak-seconds 120] [--streams 32] [--kill-videos 1000] [--disk-videos 64]
         [--out RELIABILITY.md] [--json RELIABILITY.json] [--machine-note TEXT]
 
@@ -60,7 +60,7 @@ from tritonclient.utils import InferenceServerException, np_to_triton_dtype
 from clients.latents import latents_for_seeds, one_hot
 from clients.triton import Connection, ModelInfo
 from clients.video_io import read_frames
-from serving.host import loadavg, machine_info, proc_stats, summarize, tree_stats
+from bench.host import loadavg, machine_info, proc_stats, summarize, tree_stats
 from serving.front import GRPC_SERVICE
 from serving.server import SHM_DIR, process_group_members
 
@@ -755,7 +755,7 @@ def run(args: argparse.Namespace) -> dict:
     workdir = Path(tempfile.mkdtemp(prefix="videogan-reliability-", dir=args.workdir))
     t0 = time.monotonic()
     result = {"format": FORMAT, "started": _dt.datetime.now().isoformat(timespec="seconds"),
-              "command": shlex.join(["python", "-m", "serving.reliability", *args.argv]), "repository": str(args.repository),
+              "command": shlex.join(["python", "-m", "bench.reliability", *args.argv]), "repository": str(args.repository),
               "machine": describe_machine(args.machine_note)}
     try:
         with ServingUp(Path(args.repository), workdir / "tritonserver.log") as up:
@@ -908,7 +908,7 @@ def render_markdown(result: dict) -> str:
         f"`{result['command']}` started {result['started']} ({result['seconds']} s), against a real "
         "`python -m serving up --http` (the tritonserver 2.51 bundled in nvidia-pytriton behind the fronts of "
         f"`serving/front.py`, supervised) over `{result['repository']}`. What each part does: "
-        "`serving/reliability.py`. Regenerate with the same command.\n",
+        "`bench/reliability.py`. Regenerate with the same command.\n",
         "## Machine\n", render_machine(result["machine"]) + _render_machine_end(result.get("machine_end")) + "\n",
     ]
     for key, title, render in (("fuzz", "Fuzz matrix", render_fuzz), ("soak", "Soak", render_soak),
@@ -922,7 +922,7 @@ def render_markdown(result: dict) -> str:
 
 # ---------------------------------------------------------------------------- command line
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m serving.reliability", description=__doc__.split("\n\n")[0],
+    p = argparse.ArgumentParser(prog="python -m bench.reliability", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     p.add_argument("--repository", default="model_repository", help="model repository (default model_repository)")
     p.add_argument("--parts", default=",".join(PARTS), help=f"comma-separated, from {','.join(PARTS)} (default all)")

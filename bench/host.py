@@ -6,7 +6,7 @@
   a whole tree (tritonserver and its python-backend stubs);
 - `summarize`: latency percentiles; `loadavg`: the load averages, rounded.
 
-Used by `serving.reliability` and by the `bench` stage (which may import every stage). Linux
+Used by the `bench` stage: the benchmark and the reliability run (`bench.reliability`). Linux
 only where /proc is read; elsewhere the functions return empty figures instead of failing.
 """
 from __future__ import annotations
