@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from .atomic import atomic_path
+from common.atomic import atomic_path
 from .models import VideoGAN, build_from_config, make_config
 
 FORMAT_VERSION = 1
