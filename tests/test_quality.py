@@ -183,3 +183,26 @@ def test_export_check_prints_the_quality_a_manifest_carries(tmp_path):
     assert "trained 1000 steps" in text and "FVD 560.8 (N = 128" in text and "25 %" in text and "floor 30.1" in text
     (folder / "manifest.json").write_text(json.dumps({"latest_version": 1, "versions": {"1": {}}}))
     assert "no quality figures" in quality_summary(folder)
+
+
+def test_reconstruction_gif_shows_held_out_clips_over_their_reconstructions(tmp_path, capsys):
+    from PIL import Image
+
+    from train.checkpoint import save_checkpoint
+    from train.data import build_dataset
+    from train.models import build_model
+    from train.quality import main
+    torch.manual_seed(0)
+    model = build_model("encgan3", "tiny", fsa_after=None)
+    data = build_dataset("moving-mnist", split="train", steps=(1,), length=16).describe()
+    save_checkpoint(tmp_path / "e.pt", model, step=1, data=data)
+    gif = tmp_path / "recon.gif"
+    assert main([str(tmp_path / "e.pt"), "--reconstruction-gif", str(gif)]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert 0 < printed["psnr_db"] < 60
+    with Image.open(gif) as im:  # 2 rows × 4 clips of 64×64 with 2-pixel gaps, 16 frames
+        assert im.size == (4 * 64 + 5 * 2, 2 * 64 + 3 * 2) and im.n_frames == 16
+
+    save_checkpoint(tmp_path / "g.pt", build_model("g3an", "tiny", fsa_after=None), step=1, data=data)
+    with pytest.raises(ValueError, match="no encoder"):
+        main([str(tmp_path / "g.pt"), "--reconstruction-gif", str(gif)])

@@ -130,6 +130,24 @@ def evaluate_checkpoint(path: str | Path, num_videos: int, recon_clips: int, see
             **probes[key](model.to(device))}
 
 
+def write_reconstruction_gif(path: str | Path, out: str | Path, clips: int = 4) -> float:
+    """Held-out clips (top row) and their encode → decode reconstructions (bottom row) of the
+    checkpoint at `path`, as one GIF at `out`; → the mean per-clip PSNR (dB) of those clips."""
+    from common.video_files import make_grid, write_gif
+    from train.checkpoint import load_for_inference
+    from train.metrics.reconstruction import psnr
+    from train.samples import to_uint8
+    model, meta = load_for_inference(path)
+    if not model.spec.has_encoder(model.config):
+        raise ValueError(f"{path}: a {model.family} model has no encoder to reconstruct with")
+    test = held_out(meta["data"], "test")
+    real = torch.stack([test[i][0] for i in range(clips)])
+    with torch.no_grad():
+        recon = model.decode(**model.encode(real))
+    write_gif(out, make_grid([list(to_uint8(real)), list(to_uint8(recon))], pad=2, pad_value=128))
+    return float(psnr(real, recon.clamp(-1, 1)).mean())
+
+
 def read_curve(run: str | Path) -> list[dict]:
     """The {"step", "eval"} entries a run's --eval-every wrote to its losses.jsonl, by step."""
     rows = [json.loads(line) for line in (Path(run) / "losses.jsonl").read_text().splitlines() if line.strip()]
@@ -190,6 +208,8 @@ def main(argv=None) -> int:
     p.add_argument("--curves", nargs="+", metavar="RUN", help="print the learning-curve tables of these run folders")
     p.add_argument("--plot", help="with --curves: also plot FVD against steps into this PNG")
     p.add_argument("--floor-fvd", type=float, help="with --plot: draw this real-vs-real floor")
+    p.add_argument("--reconstruction-gif", metavar="GIF",
+                   help="write 4 held-out clips over their reconstructions by the (one) checkpoint into GIF")
     args = p.parse_args(argv)
     keep_freed_memory()
     if args.threads:
@@ -199,6 +219,12 @@ def main(argv=None) -> int:
             print(f"### {Path(run).name}\n\n{curve_table(run)}\n")
         if args.plot:
             plot_curves(args.curves, args.plot, args.floor_fvd)
+        return 0
+    if args.reconstruction_gif:
+        if len(args.checkpoints) != 1:
+            p.error("--reconstruction-gif takes one checkpoint")
+        db = write_reconstruction_gif(args.checkpoints[0], args.reconstruction_gif)
+        print(json.dumps({"reconstruction_gif": args.reconstruction_gif, "clips": 4, "psnr_db": round(db, 2)}))
         return 0
     if not args.floor and not args.checkpoints:
         p.error("give checkpoints to measure, --floor, or --curves")
