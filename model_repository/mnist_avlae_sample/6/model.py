@@ -117,6 +117,22 @@ def read_runtime(version_dir):
     return runtime, precision
 
 
+def ort_session_options(intra, inter=1):
+    """The ONNX Runtime options of a served session (the benchmark's variants start from these)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = intra
+    options.inter_op_num_threads = inter
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.log_severity_level = 3
+    # Dynamic batching varies the batch size: a memory pattern (planned per input shape, kept beside
+    # the arena) made every new size run slow twice and doubled the RSS (G3AN paper64, batch 32:
+    # 13.0 -> 6.5 GB).
+    options.enable_mem_pattern = False
+    return options
+
+
 class ShardedSession:
     """ONNX Runtime on `shards` cores for a batch of videos, with the same outputs as one
     session.run on the whole batch.
@@ -131,16 +147,8 @@ class ShardedSession:
         import onnxruntime as ort
 
         def session(threads):
-            options = ort.SessionOptions()
-            options.intra_op_num_threads = threads
-            options.inter_op_num_threads = inter
-            options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-            options.log_severity_level = 3
-            # Dynamic batching varies the batch size: a memory pattern (planned per input shape, kept beside
-            # the arena) made every new size run slow twice and doubled the RSS (G3AN paper64, batch 32:
-            # 13.0 -> 6.5 GB).
-            options.enable_mem_pattern = False
-            return ort.InferenceSession(model, sess_options=options, providers=["CPUExecutionProvider"])
+            return ort.InferenceSession(model, sess_options=ort_session_options(threads, inter),
+                                        providers=["CPUExecutionProvider"])
 
         self.shards = max(1, int(shards))
         if self.shards == 1:
