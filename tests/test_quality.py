@@ -206,3 +206,38 @@ def test_reconstruction_gif_shows_held_out_clips_over_their_reconstructions(tmp_
     save_checkpoint(tmp_path / "g.pt", build_model("g3an", "tiny", fsa_after=None), step=1, data=data)
     with pytest.raises(ValueError, match="no encoder"):
         main([str(tmp_path / "g.pt"), "--reconstruction-gif", str(gif)])
+
+
+def test_d_image_frames_batch_takes_one_index_per_batch_and_clip_one_per_clip():
+    from train.recipes import RecipeOptions, _frame
+    video = torch.arange(6 * 16, dtype=torch.float32).view(6, 1, 16, 1, 1).expand(6, 3, 16, 4, 4)
+    batch = _frame(video, torch.Generator().manual_seed(0), RecipeOptions())
+    t_batch = batch[:, 0, 0, 0] - torch.arange(6) * 16          # the frame index each clip gave
+    assert batch.shape == (6, 3, 4, 4) and len(set(t_batch.tolist())) == 1
+    clip = _frame(video, torch.Generator().manual_seed(0), RecipeOptions(d_image_frames="clip"))
+    t_clip = clip[:, 0, 0, 0] - torch.arange(6) * 16
+    expected = torch.randint(16, (6,), generator=torch.Generator().manual_seed(0))
+    assert clip.shape == (6, 3, 4, 4) and torch.equal(t_clip.long(), expected)
+    assert len(set(t_clip.tolist())) > 1
+
+
+def test_encgan3_adv_weight_scales_only_the_adversarial_side():
+    """One EncGAN3 step from the same state, adv_weight 1 and 0: the generator's update differs,
+    the reported losses of the step (computed before G's update) do not."""
+    from train.families import get_family
+    from train.models import build_model
+    from train.recipes import RecipeOptions
+    results = []
+    for weight in (1.0, 0.0):
+        torch.manual_seed(0)
+        model = build_model("encgan3", "tiny", fsa_after=None)
+        nets = dict(model.named_children())
+        options = RecipeOptions(adv_weight=weight)
+        optimizers = get_family("encgan3").make_optimizers(nets, options)
+        real = torch.rand(2, 3, 16, 64, 64, generator=torch.Generator().manual_seed(1)) * 2 - 1
+        losses = get_family("encgan3").train_step(nets, optimizers, real, None, torch.Generator().manual_seed(2),
+                                                  model.config, options)
+        results.append((losses, [p.detach().clone() for p in model.generator.parameters()]))
+    (l1, g1), (l0, g0) = results
+    assert l1 == l0
+    assert any(not torch.equal(a, b) for a, b in zip(g1, g0))

@@ -3,13 +3,18 @@
 G3AN (§3.3 and the public code, notes §1.3): BCE with logits, targets exactly 1/0, one fake batch
 per iteration; D_V then D_I are updated (each its own Adam), then G with the non-saturating loss
 BCE(D_V(G(z)), 1) + BCE(D_I(G(z)_t), 1). D_I sees ONE random frame index per batch, drawn
-independently for real and fake, as the code does.
+independently for real and fake, as the code does (`d_image_frames="batch"`, the default). The
+paper does not say how t is drawn; `d_image_frames="clip"` (our switch) draws one index per clip,
+so every batch shows D_I about ten of the 16 frame positions instead of one: with one index per
+batch a generator can let a single frame position degrade for many steps at a time (our tiny
+Moving-MNIST G3AN learned to blank frame 1 that way; QUALITY.md). All three families use it.
 
 EncGAN3 (§4, Eq. 1–4): per iteration D (Eq. 3 and 4: real vs. reconstruction from encoded latents
 vs. generation from prior noise), then the encoder (Eq. 1: reconstruction of the first frame and
 of every frame + KL of both streams to N(0, I)), then G re-run on the SAME videos with the updated
 encoder and the same noise (Eq. 2: non-saturating adversarial terms for reconstructions and prior
-samples, on frames (D_I) and videos (D_V), plus the reconstruction terms). The paper writes ‖·‖
+samples, on frames (D_I) and videos (D_V), plus the reconstruction terms; the paper weighs the two
+sides of Eq. 2 equally, `adv_weight` scales the adversarial side). The paper writes ‖·‖
 for the error of a whole frame without naming the norm: we use its L1 norm (`recon="l1"`; "l2" is
 the squared L2 norm), i.e. the error SUMMED over the frame's pixels and channels, summed over the
 frames as Eq. 1 sums them, and the KL summed over latent dimensions — so both sides of Eq. 1 are
@@ -58,6 +63,11 @@ class RecipeOptions:
     kl_weight: float = 1.0       # EncGAN3
     k1: float = 1.0              # AVLAE motion latent reconstruction weight
     k2: float = 1.0              # AVLAE appearance latent reconstruction weight
+    adv_weight: float = 1.0      # EncGAN3: weight of Eq. 2's adversarial terms (paper: 1)
+    d_image_frames: str = "batch"  # D_I's frame: one index per batch (official code) or per clip
+
+
+D_IMAGE_FRAMES = ("batch", "clip")
 
 
 def _adam(params, options: RecipeOptions) -> torch.optim.Adam:
@@ -96,10 +106,13 @@ def bce(logits: torch.Tensor, target: float) -> torch.Tensor:
     return F.binary_cross_entropy_with_logits(logits, torch.full_like(logits, target))
 
 
-def _frame(video: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-    """One random frame index for the whole batch (the official code's D_I sampling)."""
-    t = int(torch.randint(video.shape[2], (1,), generator=gen))
-    return video[:, :, t]
+def _frame(video: torch.Tensor, gen: torch.Generator, options: RecipeOptions) -> torch.Tensor:
+    """The frames D_I sees, [B, C, H, W]: one random index for the whole batch (the official
+    code's sampling, `d_image_frames="batch"`) or one per clip ("clip")."""
+    if options.d_image_frames == "batch":
+        return video[:, :, int(torch.randint(video.shape[2], (1,), generator=gen))]
+    t = torch.randint(video.shape[2], (video.shape[0],), generator=gen).to(video.device)
+    return video[torch.arange(video.shape[0], device=video.device), :, t]
 
 
 def _noise(n: int, dim: int, gen: torch.Generator, device) -> torch.Tensor:
@@ -119,7 +132,8 @@ def g3an_step(nets, optimizers, real, onehot, gen, cfg, options) -> dict[str, fl
     fake = G(_noise(b, cfg.z_a_dim, gen, dev), _noise(b, cfg.z_m_dim, gen, dev), onehot)
 
     loss_dv = bce(DV(real, onehot), 1.0) + bce(DV(fake.detach(), onehot), 0.0)
-    loss_di = bce(DI(_frame(real, gen), onehot), 1.0) + bce(DI(_frame(fake.detach(), gen), onehot), 0.0)
+    loss_di = (bce(DI(_frame(real, gen, options), onehot), 1.0)
+               + bce(DI(_frame(fake.detach(), gen, options), onehot), 0.0))
     optimizers["d_video"].zero_grad(set_to_none=True)
     optimizers["d_image"].zero_grad(set_to_none=True)
     loss_dv.backward()
@@ -128,7 +142,7 @@ def g3an_step(nets, optimizers, real, onehot, gen, cfg, options) -> dict[str, fl
     optimizers["d_image"].step()
 
     loss_g_video = bce(DV(fake, onehot), 1.0)
-    loss_g_image = bce(DI(_frame(fake, gen), onehot), 1.0)
+    loss_g_image = bce(DI(_frame(fake, gen, options), onehot), 1.0)
     _step(optimizers["g"], loss_g_video + loss_g_image)
     return {"d_video": loss_dv.item(), "d_image": loss_di.item(),
             "g_video": loss_g_video.item(), "g_image": loss_g_image.item()}
@@ -154,8 +168,9 @@ def encgan3_step(nets, optimizers, real, onehot, gen, cfg, options) -> dict[str,
         mu_a, lv_a, mu_m, lv_m = E(real)
         recon = G(reparameterize(mu_a, lv_a, eps_a), reparameterize(mu_m, lv_m, eps_m), onehot)
         prior = G(prior_a, prior_m, onehot)
-    loss_di = (bce(DI(_frame(real, gen), onehot), 1.0) + bce(DI(_frame(recon, gen), onehot), 0.0)
-               + bce(DI(_frame(prior, gen), onehot), 0.0))
+    loss_di = (bce(DI(_frame(real, gen, options), onehot), 1.0)
+               + bce(DI(_frame(recon, gen, options), onehot), 0.0)
+               + bce(DI(_frame(prior, gen, options), onehot), 0.0))
     loss_dv = bce(DV(real, onehot), 1.0) + bce(DV(prior, onehot), 0.0) + bce(DV(recon, onehot), 0.0)
     _step(optimizers["d_image"], loss_di)
     _step(optimizers["d_video"], loss_dv)
@@ -172,10 +187,11 @@ def encgan3_step(nets, optimizers, real, onehot, gen, cfg, options) -> dict[str,
         mu_a, lv_a, mu_m, lv_m = E(real)
     recon = G(reparameterize(mu_a, lv_a, eps_a), reparameterize(mu_m, lv_m, eps_m), onehot)
     prior = G(prior_a, prior_m, onehot)
-    loss_g_adv = (bce(DI(_frame(recon, gen), onehot), 1.0) + bce(DI(_frame(prior, gen), onehot), 1.0)
+    loss_g_adv = (bce(DI(_frame(recon, gen, options), onehot), 1.0)
+                  + bce(DI(_frame(prior, gen, options), onehot), 1.0)
                   + bce(DV(recon, onehot), 1.0) + bce(DV(prior, onehot), 1.0))
     loss_g_rec = _reconstruction(real, recon, options)
-    _step(optimizers["g"], loss_g_adv + loss_g_rec)
+    _step(optimizers["g"], options.adv_weight * loss_g_adv + loss_g_rec)
     return {"d_image": loss_di.item(), "d_video": loss_dv.item(), "enc_recon": loss_rec.item(),
             "enc_kl": loss_kl.item(), "g_adv": loss_g_adv.item(), "g_recon": loss_g_rec.item()}
 
@@ -200,18 +216,18 @@ def avlae_step(nets, optimizers, real, onehot, gen, cfg, options) -> dict[str, f
         fake = generate()[2]
     loss_v = bce(d_video(real), 1.0) + bce(d_video(fake), 0.0)
     _step(optimizers["video_d"], loss_v)
-    loss_i = bce(DI(EA(_frame(real, gen))), 1.0) + bce(DI(EA(_frame(fake, gen))), 0.0)
+    loss_i = bce(DI(EA(_frame(real, gen, options))), 1.0) + bce(DI(EA(_frame(fake, gen, options))), 0.0)
     _step(optimizers["image_d"], loss_i)
 
     # Step II: F_A, F_M, G
     fake = generate()[2]
-    loss_g = bce(DI(EA(_frame(fake, gen))), 1.0) + bce(d_video(fake), 1.0)
+    loss_g = bce(DI(EA(_frame(fake, gen, options))), 1.0) + bce(d_video(fake), 1.0)
     _step(optimizers["generator"], loss_g)
 
     # Step III: latent reconstruction over E_A, E_M*, G
     w_a, w_m, fake = generate()
     w_a, w_m = w_a.detach(), w_m.detach()
-    loss_rec_a = (w_a - EA(_frame(fake, gen))).pow(2).sum(dim=1).mean()
+    loss_rec_a = (w_a - EA(_frame(fake, gen, options))).pow(2).sum(dim=1).mean()
     loss_rec_m = (w_m - EM(fake)).pow(2).sum(dim=1).mean() if EM is not None else torch.zeros((), device=dev)
     _step(optimizers["latent_ae"], options.k1 * loss_rec_m + options.k2 * loss_rec_a)
     return {"d_video": loss_v.item(), "d_image": loss_i.item(), "g_adv": loss_g.item(),

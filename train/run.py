@@ -33,7 +33,7 @@ from train.checkpoint import checkpoint_state, atomic_torch_save, read_checkpoin
 from train.families import family_names, get_family
 from train.models import PRESETS, build_model
 from train.runtime import PRECISIONS, check_precision, keep_freed_memory, wrap_networks
-from train.recipes import RecipeOptions
+from train.recipes import D_IMAGE_FRAMES, RecipeOptions
 from train.samples import write_sample_grid
 
 
@@ -66,6 +66,12 @@ def parse_args(argv=None):
                    help="EncGAN3: a frame's error summed over its pixels (the norm, default) or their mean "
                         "(10^4 times weaker against the KL: the posterior collapses)")
     p.add_argument("--kl-weight", type=float, default=1.0, help="EncGAN3 KL weight (paper: 1)")
+    p.add_argument("--adv-weight", type=float, default=1.0,
+                   help="EncGAN3: weight of Eq. 2's adversarial terms against the summed reconstruction "
+                        "(paper: 1; with a per-frame sum the adversarial side is ~1e-3 of the loss)")
+    p.add_argument("--d-image-frames", choices=D_IMAGE_FRAMES, default="batch",
+                   help="frames D_I sees: one random index per batch (official G3AN code, default) or one "
+                        "per clip (D_I then sees most frame positions in every batch)")
     p.add_argument("--k1", type=float, default=1.0, help="AVLAE motion latent reconstruction weight K1")
     p.add_argument("--k2", type=float, default=1.0, help="AVLAE appearance latent reconstruction weight K2")
     p.add_argument("--out", default="runs/run", help="output folder: checkpoint.pt, losses.jsonl, "
@@ -220,7 +226,8 @@ def build_training(args, overrides: dict, state: dict | None, procs: Processes) 
         nets = {name: DistributedDataParallel(m) if any(p.requires_grad for p in m.parameters()) else m
                 for name, m in nets.items()}
     options = RecipeOptions(lr=args.lr, betas=(args.beta1, args.beta2), recon=args.recon,
-                            recon_reduction=args.recon_reduction, kl_weight=args.kl_weight, k1=args.k1, k2=args.k2)
+                            recon_reduction=args.recon_reduction, kl_weight=args.kl_weight, k1=args.k1, k2=args.k2,
+                            adv_weight=args.adv_weight, d_image_frames=args.d_image_frames)
     optimizers = get_family(args.model).make_optimizers(nets, options)
     nets = wrap_networks(nets, args.precision, procs.device)
     start = 0
