@@ -208,17 +208,42 @@ def test_reconstruction_gif_shows_held_out_clips_over_their_reconstructions(tmp_
         main([str(tmp_path / "g.pt"), "--reconstruction-gif", str(gif)])
 
 
-def test_d_image_frames_batch_takes_one_index_per_batch_and_clip_one_per_clip():
-    from train.recipes import RecipeOptions, _frame
+def test_d_image_frames_batch_clip_and_all():
+    from train.recipes import RecipeOptions, _frames
     video = torch.arange(6 * 16, dtype=torch.float32).view(6, 1, 16, 1, 1).expand(6, 3, 16, 4, 4)
-    batch = _frame(video, torch.Generator().manual_seed(0), RecipeOptions())
-    t_batch = batch[:, 0, 0, 0] - torch.arange(6) * 16          # the frame index each clip gave
-    assert batch.shape == (6, 3, 4, 4) and len(set(t_batch.tolist())) == 1
-    clip = _frame(video, torch.Generator().manual_seed(0), RecipeOptions(d_image_frames="clip"))
-    t_clip = clip[:, 0, 0, 0] - torch.arange(6) * 16
+
+    def picked(mode):
+        frames, clips = _frames(video, torch.Generator().manual_seed(0), RecipeOptions(d_image_frames=mode))
+        assert frames.shape[1:] == (3, 4, 4) and torch.equal(frames[:, 0, 0, 0] // 16, clips.float())
+        return frames[:, 0, 0, 0] - clips * 16, clips                # the frame index of each, its clip
+
+    t_batch, clips = picked("batch")
+    assert torch.equal(clips, torch.arange(6)) and len(set(t_batch.tolist())) == 1
+    t_clip, clips = picked("clip")
     expected = torch.randint(16, (6,), generator=torch.Generator().manual_seed(0))
-    assert clip.shape == (6, 3, 4, 4) and torch.equal(t_clip.long(), expected)
-    assert len(set(t_clip.tolist())) > 1
+    assert torch.equal(clips, torch.arange(6)) and torch.equal(t_clip.long(), expected)
+    t_all, clips = picked("all")
+    assert torch.equal(clips, torch.arange(6).repeat_interleave(16))
+    assert torch.equal(t_all.long(), torch.arange(16).repeat(6))
+
+
+@pytest.mark.parametrize("family", ["g3an", "encgan3", "avlae"])
+def test_every_family_trains_a_step_with_d_image_frames_all(family):
+    from train.families import get_family
+    from train.models import build_model
+    from train.recipes import RecipeOptions
+    torch.manual_seed(0)
+    extra = {"fsa_after": None} if family != "avlae" else {}
+    conditional = family == "g3an"
+    model = build_model(family, "tiny", **extra, **({"num_classes": 10} if conditional else {}))
+    nets = dict(model.named_children())
+    options = RecipeOptions(d_image_frames="all")
+    optimizers = get_family(family).make_optimizers(nets, options)
+    real = torch.rand(2, 3, 16, 64, 64, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    onehot = torch.eye(10)[[3, 7]] if conditional else None
+    losses = get_family(family).train_step(nets, optimizers, real, onehot, torch.Generator().manual_seed(2),
+                                           model.config, options)
+    assert all(torch.isfinite(torch.tensor(v)) for v in losses.values())
 
 
 def test_encgan3_adv_weight_scales_only_the_adversarial_side():

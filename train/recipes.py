@@ -7,7 +7,10 @@ independently for real and fake, as the code does (`d_image_frames="batch"`, the
 paper does not say how t is drawn; `d_image_frames="clip"` (our switch) draws one index per clip,
 so every batch shows D_I about ten of the 16 frame positions instead of one: with one index per
 batch a generator can let a single frame position degrade for many steps at a time (our tiny
-Moving-MNIST G3AN learned to blank frame 1 that way; QUALITY.md). All three families use it.
+Moving-MNIST G3AN learned to blank frame 1 that way; QUALITY.md). `"all"` shows D_I every frame
+of every clip (B·T frames, each with its clip's label; the BCE is their mean, so the weight of
+the image term does not change): 16 times the frames D_I learns appearance from, for a D_I that
+costs a few per cent of a tiny G3AN step. All three families use the switch.
 
 EncGAN3 (§4, Eq. 1–4): per iteration D (Eq. 3 and 4: real vs. reconstruction from encoded latents
 vs. generation from prior noise), then the encoder (Eq. 1: reconstruction of the first frame and
@@ -64,10 +67,10 @@ class RecipeOptions:
     k1: float = 1.0              # AVLAE motion latent reconstruction weight
     k2: float = 1.0              # AVLAE appearance latent reconstruction weight
     adv_weight: float = 1.0      # EncGAN3: weight of Eq. 2's adversarial terms (paper: 1)
-    d_image_frames: str = "batch"  # D_I's frame: one index per batch (official code) or per clip
+    d_image_frames: str = "batch"  # D_I's frames: one index per batch (official code), per clip, or all
 
 
-D_IMAGE_FRAMES = ("batch", "clip")
+D_IMAGE_FRAMES = ("batch", "clip", "all")
 
 
 def _adam(params, options: RecipeOptions) -> torch.optim.Adam:
@@ -106,13 +109,23 @@ def bce(logits: torch.Tensor, target: float) -> torch.Tensor:
     return F.binary_cross_entropy_with_logits(logits, torch.full_like(logits, target))
 
 
-def _frame(video: torch.Tensor, gen: torch.Generator, options: RecipeOptions) -> torch.Tensor:
-    """The frames D_I sees, [B, C, H, W]: one random index for the whole batch (the official
-    code's sampling, `d_image_frames="batch"`) or one per clip ("clip")."""
+def _frames(video: torch.Tensor, gen: torch.Generator, options: RecipeOptions):
+    """The frames D_I sees, [N, C, H, W], and the clip each came from, [N]: one random index for
+    the whole batch (the official code's sampling, `d_image_frames="batch"`), one per clip
+    ("clip"), or every frame of every clip ("all", N = B·T)."""
+    b, t = video.shape[0], video.shape[2]
+    clips = torch.arange(b, device=video.device)
     if options.d_image_frames == "batch":
-        return video[:, :, int(torch.randint(video.shape[2], (1,), generator=gen))]
-    t = torch.randint(video.shape[2], (video.shape[0],), generator=gen).to(video.device)
-    return video[torch.arange(video.shape[0], device=video.device), :, t]
+        return video[:, :, int(torch.randint(t, (1,), generator=gen))], clips
+    if options.d_image_frames == "clip":
+        return video[clips, :, torch.randint(t, (b,), generator=gen).to(video.device)], clips
+    return video.transpose(1, 2).flatten(0, 1), clips.repeat_interleave(t)
+
+
+def _image_logits(DI, video: torch.Tensor, onehot, gen: torch.Generator, options: RecipeOptions) -> torch.Tensor:
+    """D_I on the frames `_frames` picks, each with its clip's label."""
+    frames, clips = _frames(video, gen, options)
+    return DI(frames, onehot[clips] if onehot is not None else None)
 
 
 def _noise(n: int, dim: int, gen: torch.Generator, device) -> torch.Tensor:
@@ -132,8 +145,8 @@ def g3an_step(nets, optimizers, real, onehot, gen, cfg, options) -> dict[str, fl
     fake = G(_noise(b, cfg.z_a_dim, gen, dev), _noise(b, cfg.z_m_dim, gen, dev), onehot)
 
     loss_dv = bce(DV(real, onehot), 1.0) + bce(DV(fake.detach(), onehot), 0.0)
-    loss_di = (bce(DI(_frame(real, gen, options), onehot), 1.0)
-               + bce(DI(_frame(fake.detach(), gen, options), onehot), 0.0))
+    loss_di = (bce(_image_logits(DI, real, onehot, gen, options), 1.0)
+               + bce(_image_logits(DI, fake.detach(), onehot, gen, options), 0.0))
     optimizers["d_video"].zero_grad(set_to_none=True)
     optimizers["d_image"].zero_grad(set_to_none=True)
     loss_dv.backward()
@@ -142,7 +155,7 @@ def g3an_step(nets, optimizers, real, onehot, gen, cfg, options) -> dict[str, fl
     optimizers["d_image"].step()
 
     loss_g_video = bce(DV(fake, onehot), 1.0)
-    loss_g_image = bce(DI(_frame(fake, gen, options), onehot), 1.0)
+    loss_g_image = bce(_image_logits(DI, fake, onehot, gen, options), 1.0)
     _step(optimizers["g"], loss_g_video + loss_g_image)
     return {"d_video": loss_dv.item(), "d_image": loss_di.item(),
             "g_video": loss_g_video.item(), "g_image": loss_g_image.item()}
@@ -168,9 +181,9 @@ def encgan3_step(nets, optimizers, real, onehot, gen, cfg, options) -> dict[str,
         mu_a, lv_a, mu_m, lv_m = E(real)
         recon = G(reparameterize(mu_a, lv_a, eps_a), reparameterize(mu_m, lv_m, eps_m), onehot)
         prior = G(prior_a, prior_m, onehot)
-    loss_di = (bce(DI(_frame(real, gen, options), onehot), 1.0)
-               + bce(DI(_frame(recon, gen, options), onehot), 0.0)
-               + bce(DI(_frame(prior, gen, options), onehot), 0.0))
+    loss_di = (bce(_image_logits(DI, real, onehot, gen, options), 1.0)
+               + bce(_image_logits(DI, recon, onehot, gen, options), 0.0)
+               + bce(_image_logits(DI, prior, onehot, gen, options), 0.0))
     loss_dv = bce(DV(real, onehot), 1.0) + bce(DV(prior, onehot), 0.0) + bce(DV(recon, onehot), 0.0)
     _step(optimizers["d_image"], loss_di)
     _step(optimizers["d_video"], loss_dv)
@@ -187,8 +200,8 @@ def encgan3_step(nets, optimizers, real, onehot, gen, cfg, options) -> dict[str,
         mu_a, lv_a, mu_m, lv_m = E(real)
     recon = G(reparameterize(mu_a, lv_a, eps_a), reparameterize(mu_m, lv_m, eps_m), onehot)
     prior = G(prior_a, prior_m, onehot)
-    loss_g_adv = (bce(DI(_frame(recon, gen, options), onehot), 1.0)
-                  + bce(DI(_frame(prior, gen, options), onehot), 1.0)
+    loss_g_adv = (bce(_image_logits(DI, recon, onehot, gen, options), 1.0)
+                  + bce(_image_logits(DI, prior, onehot, gen, options), 1.0)
                   + bce(DV(recon, onehot), 1.0) + bce(DV(prior, onehot), 1.0))
     loss_g_rec = _reconstruction(real, recon, options)
     _step(optimizers["g"], options.adv_weight * loss_g_adv + loss_g_rec)
@@ -216,18 +229,19 @@ def avlae_step(nets, optimizers, real, onehot, gen, cfg, options) -> dict[str, f
         fake = generate()[2]
     loss_v = bce(d_video(real), 1.0) + bce(d_video(fake), 0.0)
     _step(optimizers["video_d"], loss_v)
-    loss_i = bce(DI(EA(_frame(real, gen, options))), 1.0) + bce(DI(EA(_frame(fake, gen, options))), 0.0)
+    loss_i = bce(DI(EA(_frames(real, gen, options)[0])), 1.0) + bce(DI(EA(_frames(fake, gen, options)[0])), 0.0)
     _step(optimizers["image_d"], loss_i)
 
     # Step II: F_A, F_M, G
     fake = generate()[2]
-    loss_g = bce(DI(EA(_frame(fake, gen, options))), 1.0) + bce(d_video(fake), 1.0)
+    loss_g = bce(DI(EA(_frames(fake, gen, options)[0])), 1.0) + bce(d_video(fake), 1.0)
     _step(optimizers["generator"], loss_g)
 
     # Step III: latent reconstruction over E_A, E_M*, G
     w_a, w_m, fake = generate()
     w_a, w_m = w_a.detach(), w_m.detach()
-    loss_rec_a = (w_a - EA(_frame(fake, gen, options))).pow(2).sum(dim=1).mean()
+    frames, clips = _frames(fake, gen, options)
+    loss_rec_a = (w_a[clips] - EA(frames)).pow(2).sum(dim=1).mean()
     loss_rec_m = (w_m - EM(fake)).pow(2).sum(dim=1).mean() if EM is not None else torch.zeros((), device=dev)
     _step(optimizers["latent_ae"], options.k1 * loss_rec_m + options.k2 * loss_rec_a)
     return {"d_video": loss_v.item(), "d_image": loss_i.item(), "g_adv": loss_g.item(),

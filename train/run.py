@@ -70,8 +70,8 @@ def parse_args(argv=None):
                    help="EncGAN3: weight of Eq. 2's adversarial terms against the summed reconstruction "
                         "(paper: 1; with a per-frame sum the adversarial side is ~1e-3 of the loss)")
     p.add_argument("--d-image-frames", choices=D_IMAGE_FRAMES, default="batch",
-                   help="frames D_I sees: one random index per batch (official G3AN code, default) or one "
-                        "per clip (D_I then sees most frame positions in every batch)")
+                   help="frames D_I sees: one random index per batch (official G3AN code, default), one per clip, "
+                        "or every frame of every clip (train/recipes.py)")
     p.add_argument("--k1", type=float, default=1.0, help="AVLAE motion latent reconstruction weight K1")
     p.add_argument("--k2", type=float, default=1.0, help="AVLAE appearance latent reconstruction weight K2")
     p.add_argument("--out", default="runs/run", help="output folder: checkpoint.pt, losses.jsonl, "
