@@ -69,6 +69,12 @@ class RecipeOptions:
     adv_weight: float = 1.0      # EncGAN3: weight of Eq. 2's adversarial terms (paper: 1)
     d_image_frames: str = "batch"  # D_I's frames: one index per batch (official code), per clip, or all
 
+    def __post_init__(self):
+        for name, allowed in (("recon", ("l1", "l2")), ("recon_reduction", ("sum", "mean")),
+                              ("d_image_frames", D_IMAGE_FRAMES)):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
+
 
 D_IMAGE_FRAMES = ("batch", "clip", "all")
 
