@@ -209,6 +209,19 @@ def test_paper_sizes_build(family):
         assert model.param_counts()["generator"] > 20_000_000
 
 
+@pytest.mark.parametrize("family", ["g3an", "encgan3"])
+def test_image_discriminator_width_is_its_own_switch(family):
+    base = build_model(family, "tiny").param_counts()
+    wide = build_model(family, "tiny", d_image_channels=32)
+    counts = wide.param_counts()
+    assert counts["d_video"] == base["d_video"] and counts["generator"] == base["generator"]
+    assert counts["d_image"] > 10 * base["d_image"]
+    assert wide.d_image.body[0].out_channels == 32 and wide.d_video.first[0].out_channels == 8
+    assert wide.d_image(torch.randn(2, 3, 64, 64)).shape == (2,)
+    with pytest.raises(ValueError, match="d_image_channels"):
+        build_model(family, "tiny", d_image_channels=0)
+
+
 def test_avlae_generator_is_about_g3an_sized():
     counts = build_model("avlae", "paper128").param_counts()
     assert 0.8 < counts["generator"] / 23_090_437 < 1.2

@@ -24,6 +24,10 @@ Switches (G3AN §4.3, Tables 3–5; EncGAN3 Table 4 and §5):
                               labels are motions (facial expressions, actions), which G_T carries;
                               where the class is an appearance (Moving-MNIST's digit), G_T's
                               frame-constant per-channel bias cannot draw it: G_S and G_V can
+  d_image_channels            base width of D_I alone (None: `d_channels`, as the official code, where
+                              both discriminators share one width). D_I is where digit shapes are
+                              judged; a wider D_I in `--d-image-frames clip` mode costs about what the
+                              narrow one costs on every frame (`all`): FLOPs grow with width², not frames
   d_condition                 how the discriminators see the label: 'concat' (default: D_V gets
                               the tiled one-hot after its first layer, D_I none) or 'projection'
                               (projection discriminator, Miyato & Koyama 2018, on D_V and D_I:
@@ -55,6 +59,7 @@ class G3ANConfig:
     z_m_dim: int = 10
     channels: int = 64             # base width "ch" of the official code
     d_channels: int = 64           # base width of both discriminators
+    d_image_channels: int | None = None   # D_I's own base width (None: d_channels)
     resolution: int = 64           # 64 or 128
     frames: int = 16
     num_classes: int = 0
@@ -80,6 +85,8 @@ class G3ANConfig:
             raise ValueError(f"fsa_after must be None or 0..3, got {self.fsa_after}")
         if self.d_video not in ("2p1d", "3d"):
             raise ValueError(f"d_video must be '2p1d' or '3d', got {self.d_video!r}")
+        if self.d_image_channels is not None and self.d_image_channels < 1:
+            raise ValueError(f"d_image_channels must be None or >= 1, got {self.d_image_channels}")
         if self.d_condition not in D_CONDITIONS:
             raise ValueError(f"d_condition must be one of {D_CONDITIONS}, got {self.d_condition!r}")
 
@@ -255,7 +262,7 @@ class VideoDiscriminator(nn.Module):
 def build_g3an_parts(cfg: G3ANConfig) -> dict[str, nn.Module]:
     return {
         "generator": G3ANGenerator(cfg),
-        "d_image": ImageDiscriminator(cfg.d_channels, cfg.resolution, cfg.spectral_norm,
+        "d_image": ImageDiscriminator(cfg.d_image_channels or cfg.d_channels, cfg.resolution, cfg.spectral_norm,
                                       cfg.num_classes if cfg.d_condition == "projection" else 0),
         "d_video": VideoDiscriminator(cfg.d_channels, cfg.resolution, cfg.d_video, cfg.num_classes,
                                       cfg.spectral_norm, cfg.d_condition),
