@@ -70,13 +70,15 @@ class RecipeOptions:
     d_image_frames: str = "batch"  # D_I's frames: one index per batch (official code), per clip, or all
 
     def __post_init__(self):
-        for name, allowed in (("recon", ("l1", "l2")), ("recon_reduction", ("sum", "mean")),
+        for name, allowed in (("recon", RECON_NORMS), ("recon_reduction", RECON_REDUCTIONS),
                               ("d_image_frames", D_IMAGE_FRAMES)):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
 
 
 D_IMAGE_FRAMES = ("batch", "clip", "all")
+RECON_NORMS = ("l1", "l2")
+RECON_REDUCTIONS = ("sum", "mean")
 
 
 def _adam(params, options: RecipeOptions) -> torch.optim.Adam:

@@ -33,7 +33,7 @@ from train.checkpoint import checkpoint_state, atomic_torch_save, read_checkpoin
 from train.families import family_names, get_family
 from train.models import PRESETS, build_model
 from train.runtime import PRECISIONS, check_precision, keep_freed_memory, wrap_networks
-from train.recipes import D_IMAGE_FRAMES, RecipeOptions
+from train.recipes import D_IMAGE_FRAMES, RECON_NORMS, RECON_REDUCTIONS, RecipeOptions
 from train.samples import write_sample_grid
 
 
@@ -60,9 +60,9 @@ def parse_args(argv=None):
     p.add_argument("--lr", type=float, default=2e-4, help="Adam learning rate, every network (default 2e-4)")
     p.add_argument("--beta1", type=float, default=0.5, help="Adam beta1 (default 0.5)")
     p.add_argument("--beta2", type=float, default=0.999, help="Adam beta2 (default 0.999)")
-    p.add_argument("--recon", choices=["l1", "l2"], default="l1",
+    p.add_argument("--recon", choices=RECON_NORMS, default="l1",
                    help="EncGAN3 reconstruction norm of a frame: l1 (default) or squared l2")
-    p.add_argument("--recon-reduction", choices=["sum", "mean"], default="sum",
+    p.add_argument("--recon-reduction", choices=RECON_REDUCTIONS, default="sum",
                    help="EncGAN3: a frame's error summed over its pixels (the norm, default) or their mean "
                         "(10^4 times weaker against the KL: the posterior collapses)")
     p.add_argument("--kl-weight", type=float, default=1.0, help="EncGAN3 KL weight (paper: 1)")

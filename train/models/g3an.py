@@ -26,8 +26,8 @@ Switches (G3AN §4.3, Tables 3–5; EncGAN3 Table 4 and §5):
                               frame-constant per-channel bias cannot draw it: G_S and G_V can
   d_image_channels            base width of D_I alone (None: `d_channels`, as the official code, where
                               both discriminators share one width). D_I is where digit shapes are
-                              judged; a wider D_I in `--d-image-frames clip` mode costs about what the
-                              narrow one costs on every frame (`all`): FLOPs grow with width², not frames
+                              judged; its FLOPs grow with width² × the frames it sees, so widening it
+                              on the default 16 frames a step costs little (QUALITY.md has the timing)
   d_condition                 how the discriminators see the label: 'concat' (default: D_V gets
                               the tiled one-hot after its first layer, D_I none) or 'projection'
                               (projection discriminator, Miyato & Koyama 2018, on D_V and D_I:
