@@ -248,6 +248,24 @@ def test_encgan3_motion_stream_sees_only_frame_differences():
     assert not torch.allclose(a["z_a_mean"], b["z_a_mean"])
 
 
+def test_avlae_samples_depend_on_the_latent_from_the_first_step():
+    """With the N(0, 0.02) init the 5-layer mapping networks scale z by ~1e-4 and every latent
+    draws the same video (the collapse seen in training); He init keeps z's scale."""
+    def spread(init):
+        torch.manual_seed(0)
+        model = build_model("avlae", "tiny", mapping_init=init).train()  # train mode: what a step sees
+        with torch.no_grad():
+            w = model.mapping_a(torch.randn(8, 128))
+            video = model.sample(torch.randn(8, 128), torch.randn(8, 128))
+        return w.std(0).mean() / w.abs().mean(), video.std(0).mean() / video.abs().mean()
+    w_he, video_he = spread("he")
+    w_official, video_official = spread("official")
+    assert w_he > 0.5 and video_he > 0.2
+    assert w_official < 0.01 and video_official < 0.02
+    with pytest.raises(ValueError, match="mapping_init"):
+        build_model("avlae", "tiny", mapping_init="xavier")
+
+
 def test_avlae_flow_estimator_has_no_trainable_weights_and_passes_gradients_to_generator():
     model = build_model("avlae", "tiny")
     flow = model.encoder_m.flow

@@ -19,6 +19,14 @@ discriminator side (E_A, E_M*, D_V convs) as in G3AN; the hidden widths of D_I (
 (512); `use_motion_encoder=False` gives the paper's ablation (iv), a D_V without E_M; E_A in the
 exported encode graph reads frame `encode_frame` (0) where training samples a random frame.
 ALAE's extras (equalised learning rate, R1, β1 = 0, linear latent D) are not implemented.
+
+`mapping_init` (the paper only says "Initialize network parameters"): 'he' (default) initialises
+F_A and F_M with He-normal weights for their LeakyReLU and zero biases, so w keeps z's scale
+through the 5 layers; 'official' gives them the N(0, 0.02) of the public G3AN code like every
+other network here. With 'official' each 128-wide layer scales its input by about 0.16, and
+after 5 layers w varies with z by 1e-4 against a constant of 0.045 (the untouched default
+biases): every latent draws the same video, and the trained runs that started so (QUALITY.md)
+stayed collapsed.
 """
 from __future__ import annotations
 
@@ -28,8 +36,11 @@ import torch
 from torch import nn
 
 from .flow import build_flow_estimator
-from .layers import (image_conv_trunk, init_official, leaky_mlp, sn, transposed_video_conv,
+from .layers import (image_conv_trunk, init_he_leaky, init_official, leaky_mlp, sn, transposed_video_conv,
                      video_conv_2p1d_trunk)
+
+
+MAPPING_INITS = ("he", "official")
 
 
 @dataclass
@@ -51,6 +62,7 @@ class AVLAEConfig:
     flow_iterations: int = 20
     encode_frame: int = 0
     spectral_norm: bool = True
+    mapping_init: str = "he"      # 'he' or 'official' (see the module docstring)
 
     def validate(self) -> None:
         if self.resolution not in (64, 128):
@@ -59,6 +71,8 @@ class AVLAEConfig:
             raise ValueError("the AVLAE generator makes 16 frames")
         if self.num_classes:
             raise ValueError("AVLAE is unconditional in its paper; num_classes must be 0")
+        if self.mapping_init not in MAPPING_INITS:
+            raise ValueError(f"mapping_init must be one of {MAPPING_INITS}, got {self.mapping_init!r}")
 
 
 def _generator_widths(ch: int, resolution: int) -> list[int]:
@@ -69,10 +83,13 @@ def _generator_widths(ch: int, resolution: int) -> list[int]:
 class MappingNetwork(nn.Module):
     """F_A or F_M: z → w, `layers` fully connected layers with LeakyReLU between them."""
 
-    def __init__(self, z_dim: int, w_dim: int, layers: int):
+    def __init__(self, z_dim: int, w_dim: int, layers: int, init: str = "he"):
         super().__init__()
         self.net = leaky_mlp([z_dim] + [w_dim] * layers)
-        init_official(self)
+        if init == "he":
+            init_he_leaky(self)
+        else:
+            init_official(self)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return self.net(z)
@@ -179,8 +196,8 @@ class VideoLatentDiscriminator(nn.Module):
 def build_avlae_parts(cfg: AVLAEConfig) -> dict[str, nn.Module]:
     cfg.validate()
     parts = {
-        "mapping_a": MappingNetwork(cfg.z_a_dim, cfg.w_dim, cfg.mapping_layers),
-        "mapping_m": MappingNetwork(cfg.z_m_dim, cfg.w_dim, cfg.mapping_layers),
+        "mapping_a": MappingNetwork(cfg.z_a_dim, cfg.w_dim, cfg.mapping_layers, cfg.mapping_init),
+        "mapping_m": MappingNetwork(cfg.z_m_dim, cfg.w_dim, cfg.mapping_layers, cfg.mapping_init),
         "generator": AVLAEGenerator(cfg),
         "encoder_a": AppearanceEncoder(cfg),
         "d_image": LatentImageDiscriminator(cfg),

@@ -56,6 +56,16 @@ def init_official(model: nn.Module) -> None:
     refresh_spectral_norm(model)
 
 
+def init_he_leaky(model: nn.Module, slope: float = 0.2) -> None:
+    """He initialisation for Linear layers followed by LeakyReLU(slope): N(0, 2 / ((1 + slope²) fan_in)),
+    zero biases, so a stack of them keeps its input's scale (ALAE/StyleGAN reach the same scale with
+    an equalised learning rate)."""
+    for module in model.modules():
+        if isinstance(module, nn.Linear):
+            nn.init.kaiming_normal_(module.weight, a=slope, nonlinearity="leaky_relu")
+            nn.init.zeros_(module.bias)
+
+
 @torch.no_grad()
 def refresh_spectral_norm(model: nn.Module, iterations: int = 50) -> None:
     """Re-estimates the singular vectors of every spectral norm for the current weights (needed
