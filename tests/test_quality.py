@@ -168,7 +168,20 @@ def test_quality_probe_and_evaluate_on_a_conditional_checkpoint(tmp_path, monkey
     figures = QualityProbe(data, num_videos=2, batch_size=2)(model)
     assert figures["fvd"] > 0 and figures["num_videos"] == 2
     assert "requested_digit_found" in figures["digits"] or "missing" in figures["digits"]
+    assert set(figures["influence"]) == {"z_a", "z_m", "label"}
     assert model.training  # put back in the mode it was in
+
+
+def test_latent_influence_sees_which_inputs_a_generator_uses():
+    from types import SimpleNamespace
+    from train.quality import latent_influence
+    weights = torch.randn(4, 3 * 16 * 8 * 8)
+
+    def sample(z_a, z_m, onehot):  # a "generator" that reads z_a and the label but ignores z_m
+        return torch.tanh((z_a[:, :4] + onehot[:, :4]) @ weights).reshape(-1, 3, 16, 8, 8)
+    model = SimpleNamespace(num_classes=10, z_a_dim=8, z_m_dim=4, sample=sample)
+    spread = latent_influence(model)
+    assert spread["z_m"] == 0 and spread["z_a"] > 10 and spread["label"] > 10
 
 
 def test_export_check_prints_the_quality_a_manifest_carries(tmp_path):

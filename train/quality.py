@@ -7,6 +7,10 @@ For a model trained on data D (its checkpoint records D's spec and frame steps):
                   held-out split (`test`), same frame steps. Real features are cached.
   digits          Moving-MNIST, conditional models: how often the requested digit is in the video,
                   by the digit classifier of `train.metrics.digits` (and its held-out accuracy).
+  influence       how much each input moves the output: the per-pixel standard deviation (8-bit grey
+                  levels) over videos that differ in z_a only, in z_m only, or in the label only (the
+                  other inputs fixed), averaged over 4 draws of the fixed ones. A generator that
+                  ignores its label or its motion latent shows it here (G3AN's appearance/motion split).
   reconstruction  models with an encoder: PSNR/SSIM of encode → decode of `recon_clips` held-out
                   clips against the all-black and mean-frame baselines (`train.metrics.reconstruction`).
   floor           (`--floor`) FVD of D's train split against its held-out split at the same N and
@@ -83,6 +87,7 @@ class QualityProbe:
             out = {"fvd": round(frechet_distance_features(self.real, fake), 3), "num_videos": self.num_videos}
             if model.num_classes and self.data["spec"] == "moving-mnist":
                 out["digits"] = self.digit_check(videos, torch.cat(labels))
+            out["influence"] = latent_influence(model, self.seed, self.device)
             if model.spec.has_encoder(model.config):
                 out["reconstruction"] = self.reconstruction(model)
         finally:
@@ -107,6 +112,28 @@ class QualityProbe:
         recon = torch.cat([model.decode(**model.encode(real[i:i + self.batch_size])).float().clamp(-1, 1).cpu()
                            for i in range(0, len(real), self.batch_size)])
         return reconstruction_report(real.cpu(), recon)
+
+
+@torch.no_grad()
+def latent_influence(model, seed: int = 0, device: str | torch.device = "cpu", draws: int = 4,
+                     videos: int = 8) -> dict:
+    """{input: grey levels}: mean per-pixel std over `videos` videos that differ in that input only."""
+    g = torch.Generator().manual_seed(int(seed))
+    k = int(model.num_classes or 0)
+    spread = {"z_a": [], "z_m": []} | ({"label": []} if k else {})
+    for _ in range(draws):
+        fixed = {"z_a": torch.randn(1, model.z_a_dim, generator=g), "z_m": torch.randn(1, model.z_m_dim, generator=g),
+                 "label": torch.randint(0, k, (1,), generator=g) if k else None}
+        for name in spread:
+            n = min(videos, k) if name == "label" else videos
+            inputs = {key: (value.expand(n, *value.shape[1:]) if value is not None else None)
+                      for key, value in fixed.items()}
+            inputs[name] = (torch.randperm(k, generator=g)[:n] if name == "label"
+                            else torch.randn(n, fixed[name].shape[1], generator=g))
+            onehot = torch.nn.functional.one_hot(inputs["label"], k).float().to(device) if k else None
+            video = model.sample(inputs["z_a"].to(device), inputs["z_m"].to(device), onehot).float().clamp(-1, 1)
+            spread[name].append(float(video.std(0).mean()) * 127.5)
+    return {name: round(float(np.mean(values)), 2) for name, values in spread.items()}
 
 
 def floor(data: dict, num_videos: int, batch_size: int = 8, device: str = "cpu") -> dict:
