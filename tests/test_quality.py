@@ -138,6 +138,28 @@ def test_conditioning_switches_reach_generator_and_discriminators():
         build_model("g3an", "tiny", d_condition="auxiliary")
 
 
+def test_mismatched_labels_are_always_wrong_and_reach_only_label_aware_discriminators(tmp_path):
+    from train.models import build_model
+    from train.recipes import RecipeOptions, _mismatch_losses, wrong_labels
+    import train.run as run
+    gen = torch.Generator().manual_seed(0)
+    labels = torch.arange(10).repeat(100)
+    wrong = wrong_labels(torch.eye(10)[labels], gen).argmax(1)
+    assert (wrong != labels).all()
+    assert torch.bincount((wrong - labels) % 10, minlength=10)[1:].min() > 60  # every other class drawn
+
+    real, onehot = torch.rand(2, 3, 16, 64, 64) * 2 - 1, torch.eye(10)[[3, 7]]
+    on, off = RecipeOptions(mismatched_labels=True), RecipeOptions()
+    for condition, image_term in (("projection", True), ("concat", False)):
+        m = build_model("g3an", "tiny", fsa_after=None, num_classes=10, d_condition=condition)
+        dv, di = _mismatch_losses(m.d_video, m.d_image, real, onehot, gen, m.config, on)
+        assert dv > 0 and (di > 0) == image_term
+        assert _mismatch_losses(m.d_video, m.d_image, real, onehot, gen, m.config, off) == (0, 0)
+    with pytest.raises(SystemExit, match="needs a conditional model"):
+        run.main(["--model", "g3an", "--data", "moving-mnist", "--preset", "tiny", "--unconditional", "--steps", "1",
+                  "--d-mismatched-labels", "--out", str(tmp_path / "r")])
+
+
 def test_encgan3_reconstruction_is_the_frame_norm_by_default():
     from train.recipes import RecipeOptions, _reconstruction
     real, recon = torch.zeros(2, 3, 4, 8, 8), torch.full((2, 3, 4, 8, 8), 0.5)

@@ -45,6 +45,12 @@ uninterrupted one would.
 Conditional models: generated videos take the labels of the real batch, so real and fake class
 frequencies match; the losses stay plain BCE (no auxiliary classifier). Both discriminators are
 called with the label; each uses it as its `d_condition` says (D_I ignores it unless projection).
+`mismatched_labels` (off by default; none of the papers has it) adds the matching-aware negative of
+Reed et al. 2016 (GAN-CLS): real clips shown with a wrong label (uniform over the other classes)
+count as fake for each discriminator that sees the label. A discriminator that already tells real
+from fake by realism alone has no other reason to learn the label (measured on the G3AN demo run:
+the logits of real clips with the right and a wrong label differed by 0.1-0.3), and a generator
+then has no reason to follow it.
 """
 from __future__ import annotations
 
@@ -68,6 +74,7 @@ class RecipeOptions:
     k2: float = 1.0              # AVLAE appearance latent reconstruction weight
     adv_weight: float = 1.0      # EncGAN3: weight of Eq. 2's adversarial terms (paper: 1)
     d_image_frames: str = "batch"  # D_I's frames: one index per batch (official code), per clip, or all
+    mismatched_labels: bool = False  # conditional G3AN/EncGAN3: real clips with a wrong label count as fake
 
     def __post_init__(self):
         for name, allowed in (("recon", RECON_NORMS), ("recon_reduction", RECON_REDUCTIONS),
@@ -136,6 +143,26 @@ def _image_logits(DI, video: torch.Tensor, onehot, gen: torch.Generator, options
     return DI(frames, onehot[clips] if onehot is not None else None)
 
 
+def wrong_labels(onehot: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """One-hot rows of a class other than each row's own, uniform over the other classes."""
+    k = onehot.shape[1]
+    shift = torch.randint(1, k, (onehot.shape[0],), generator=gen).to(onehot.device)
+    return F.one_hot((onehot.argmax(1) + shift) % k, k).to(onehot.dtype)
+
+
+def _mismatch_losses(DV, DI, real: torch.Tensor, onehot, gen: torch.Generator, cfg,
+                     options: RecipeOptions) -> tuple[torch.Tensor, torch.Tensor]:
+    """(D_V term, D_I term) of `mismatched_labels`: BCE "fake" on real clips with a wrong label, for
+    each discriminator that sees the label (D_I only with the projection head); zeros otherwise."""
+    zero = torch.zeros((), device=real.device)
+    if not options.mismatched_labels or onehot is None:
+        return zero, zero
+    wrong = wrong_labels(onehot, gen)
+    dv = bce(DV(real, wrong), 0.0)
+    di = bce(_image_logits(DI, real, wrong, gen, options), 0.0) if cfg.d_condition == "projection" else zero
+    return dv, di
+
+
 def _noise(n: int, dim: int, gen: torch.Generator, device) -> torch.Tensor:
     return torch.randn(n, dim, generator=gen).to(device)
 
@@ -152,9 +179,10 @@ def g3an_step(nets, optimizers, real, onehot, gen, cfg, options) -> dict[str, fl
     b, dev = real.shape[0], real.device
     fake = G(_noise(b, cfg.z_a_dim, gen, dev), _noise(b, cfg.z_m_dim, gen, dev), onehot)
 
-    loss_dv = bce(DV(real, onehot), 1.0) + bce(DV(fake.detach(), onehot), 0.0)
+    mismatch_dv, mismatch_di = _mismatch_losses(DV, DI, real, onehot, gen, cfg, options)
+    loss_dv = bce(DV(real, onehot), 1.0) + bce(DV(fake.detach(), onehot), 0.0) + mismatch_dv
     loss_di = (bce(_image_logits(DI, real, onehot, gen, options), 1.0)
-               + bce(_image_logits(DI, fake.detach(), onehot, gen, options), 0.0))
+               + bce(_image_logits(DI, fake.detach(), onehot, gen, options), 0.0) + mismatch_di)
     optimizers["d_video"].zero_grad(set_to_none=True)
     optimizers["d_image"].zero_grad(set_to_none=True)
     loss_dv.backward()
@@ -189,10 +217,12 @@ def encgan3_step(nets, optimizers, real, onehot, gen, cfg, options) -> dict[str,
         mu_a, lv_a, mu_m, lv_m = E(real)
         recon = G(reparameterize(mu_a, lv_a, eps_a), reparameterize(mu_m, lv_m, eps_m), onehot)
         prior = G(prior_a, prior_m, onehot)
+    mismatch_dv, mismatch_di = _mismatch_losses(DV, DI, real, onehot, gen, cfg, options)
     loss_di = (bce(_image_logits(DI, real, onehot, gen, options), 1.0)
                + bce(_image_logits(DI, recon, onehot, gen, options), 0.0)
-               + bce(_image_logits(DI, prior, onehot, gen, options), 0.0))
-    loss_dv = bce(DV(real, onehot), 1.0) + bce(DV(prior, onehot), 0.0) + bce(DV(recon, onehot), 0.0)
+               + bce(_image_logits(DI, prior, onehot, gen, options), 0.0) + mismatch_di)
+    loss_dv = (bce(DV(real, onehot), 1.0) + bce(DV(prior, onehot), 0.0) + bce(DV(recon, onehot), 0.0)
+               + mismatch_dv)
     _step(optimizers["d_image"], loss_di)
     _step(optimizers["d_video"], loss_dv)
 

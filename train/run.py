@@ -72,6 +72,9 @@ def parse_args(argv=None):
     p.add_argument("--d-image-frames", choices=D_IMAGE_FRAMES, default="batch",
                    help="frames D_I sees: one random index per batch (official G3AN code, default), one per clip, "
                         "or every frame of every clip (train/recipes.py)")
+    p.add_argument("--d-mismatched-labels", action="store_true",
+                   help="conditional G3AN/EncGAN3: real clips shown with a wrong label count as fake for the "
+                        "discriminators that see the label (GAN-CLS, Reed et al. 2016; not in the papers)")
     p.add_argument("--k1", type=float, default=1.0, help="AVLAE motion latent reconstruction weight K1")
     p.add_argument("--k2", type=float, default=1.0, help="AVLAE appearance latent reconstruction weight K2")
     p.add_argument("--out", default="runs/run", help="output folder: checkpoint.pt, losses.jsonl, "
@@ -227,7 +230,8 @@ def build_training(args, overrides: dict, state: dict | None, procs: Processes) 
                 for name, m in nets.items()}
     options = RecipeOptions(lr=args.lr, betas=(args.beta1, args.beta2), recon=args.recon,
                             recon_reduction=args.recon_reduction, kl_weight=args.kl_weight, k1=args.k1, k2=args.k2,
-                            adv_weight=args.adv_weight, d_image_frames=args.d_image_frames)
+                            adv_weight=args.adv_weight, d_image_frames=args.d_image_frames,
+                            mismatched_labels=args.d_mismatched_labels)
     optimizers = get_family(args.model).make_optimizers(nets, options)
     nets = wrap_networks(nets, args.precision, procs.device)
     start = 0
@@ -391,6 +395,9 @@ def main(argv=None):
         return
     procs = start_processes(args)
     dataset, conditional = load_data(args, overrides)
+    if args.d_mismatched_labels and not conditional:
+        raise SystemExit("--d-mismatched-labels needs a conditional model: labelled data, a conditional family "
+                         "(G3AN, EncGAN3) and no --unconditional")
     output_dir = Path(args.out)
     state = read_resume_state(args, output_dir / "checkpoint.pt")
     training = build_training(args, overrides, state, procs)
