@@ -13,17 +13,14 @@ import sys
 import torch
 
 from train.checkpoint import model_from_checkpoint, read_checkpoint
-from train.data import build_dataset
-from train.quality import latent_influence
+from train.quality import held_out, latent_influence
 
 
 @torch.no_grad()
 def label_gap(path: str, clips: int = 64) -> dict:
     state = read_checkpoint(path)
     model = model_from_checkpoint(state).eval()
-    data = state["data"]
-    test = build_dataset(data["spec"], resolution=data["resolution"], frames=data["frames"], split="test",
-                         steps=tuple(data["steps"]), flip=False, seed=data.get("seed", 0))
+    test = held_out(state["data"])
     items = [test[i] for i in range(clips)]
     video, label = torch.stack([v for v, _ in items]), torch.as_tensor([y for _, y in items])
     right = torch.nn.functional.one_hot(label, 10).float()
