@@ -160,6 +160,35 @@ def test_mismatched_labels_are_always_wrong_and_reach_only_label_aware_discrimin
                   "--d-mismatched-labels", "--out", str(tmp_path / "r")])
 
 
+def test_mode_seeking_pairs_share_labels_and_penalise_a_generator_that_ignores_its_latents(tmp_path):
+    from train.models import build_model
+    from train.recipes import RecipeOptions, g3an_optimizers, g3an_step, mode_seeking_loss, paired_labels
+    import train.run as run
+    onehot = torch.eye(10)[[3, 7, 1, 4, 9]]
+    assert paired_labels(onehot, 5).argmax(1).tolist() == [3, 7, 3, 7, 9]
+    assert paired_labels(None, 5) is None
+    z = torch.randn(4, 6)
+    same, varied = torch.zeros(4, 3, 2, 4, 4), torch.randn(4, 3, 2, 4, 4)
+    assert float(mode_seeking_loss(same, z)) == pytest.approx(1e5)      # collapsed: the largest penalty
+    assert float(mode_seeking_loss(varied, z)) < 10
+
+    torch.manual_seed(0)
+    m = build_model("g3an", "tiny", fsa_after=None, num_classes=10)
+    nets = dict(m.named_children())
+    real = torch.rand(4, 3, 16, 64, 64) * 2 - 1
+    options = RecipeOptions(mode_seeking=1.0)
+    losses = g3an_step(nets, g3an_optimizers(nets, options), real, torch.eye(10)[[0, 1, 2, 3]],
+                       torch.Generator().manual_seed(0), m.config, options)
+    assert losses["g_mode_seeking"] > 0 and "g_mode_seeking" not in g3an_step(
+        nets, g3an_optimizers(nets, RecipeOptions()), real, torch.eye(10)[[0, 1, 2, 3]],
+        torch.Generator().manual_seed(0), m.config, RecipeOptions())
+    with pytest.raises(ValueError, match="mode_seeking"):
+        RecipeOptions(mode_seeking=-1)
+    with pytest.raises(SystemExit, match="G3AN training term"):
+        run.main(["--model", "avlae", "--data", "moving-mnist", "--preset", "tiny", "--steps", "1",
+                  "--mode-seeking", "1", "--out", str(tmp_path / "r")])
+
+
 def test_encgan3_reconstruction_is_the_frame_norm_by_default():
     from train.recipes import RecipeOptions, _reconstruction
     real, recon = torch.zeros(2, 3, 4, 8, 8), torch.full((2, 3, 4, 8, 8), 0.5)

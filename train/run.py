@@ -75,6 +75,9 @@ def parse_args(argv=None):
     p.add_argument("--d-mismatched-labels", action="store_true",
                    help="conditional G3AN/EncGAN3: real clips shown with a wrong label count as fake for the "
                         "discriminators that see the label (GAN-CLS, Reed et al. 2016; not in the papers)")
+    p.add_argument("--mode-seeking", type=float, default=0.0, metavar="LAMBDA",
+                   help="G3AN: weight of MSGAN's mode-seeking term (Mao et al. 2019; its weight 1) against a "
+                        "generator that ignores its latents (default 0: off, the paper's recipe)")
     p.add_argument("--k1", type=float, default=1.0, help="AVLAE motion latent reconstruction weight K1")
     p.add_argument("--k2", type=float, default=1.0, help="AVLAE appearance latent reconstruction weight K2")
     p.add_argument("--out", default="runs/run", help="output folder: checkpoint.pt, losses.jsonl, "
@@ -231,7 +234,7 @@ def build_training(args, overrides: dict, state: dict | None, procs: Processes) 
     options = RecipeOptions(lr=args.lr, betas=(args.beta1, args.beta2), recon=args.recon,
                             recon_reduction=args.recon_reduction, kl_weight=args.kl_weight, k1=args.k1, k2=args.k2,
                             adv_weight=args.adv_weight, d_image_frames=args.d_image_frames,
-                            mismatched_labels=args.d_mismatched_labels)
+                            mismatched_labels=args.d_mismatched_labels, mode_seeking=args.mode_seeking)
     optimizers = get_family(args.model).make_optimizers(nets, options)
     nets = wrap_networks(nets, args.precision, procs.device)
     start = 0
@@ -393,6 +396,8 @@ def main(argv=None):
     if args.summary:
         print(json.dumps(build_model(args.model, args.preset, **overrides).describe()))
         return
+    if args.mode_seeking and args.model != "g3an":
+        raise SystemExit(f"--mode-seeking is a G3AN training term; {args.model} does not use it")
     procs = start_processes(args)
     dataset, conditional = load_data(args, overrides)
     if args.d_mismatched_labels and not conditional:
