@@ -303,7 +303,9 @@ def test_bf16_gate_refuses_what_is_outside_its_tolerance(encgan3_encode_graph, g
                                           r"within 2 levels") as info:
         check_parity(_tampered_quantisation(proto), spec, batches=(1,), tolerance=BF16_TOLERANCE,
                      runtime=OPENVINO_BF16)
-    assert info.value.report["tensors"]["video_float"]["psnr_db"] > 100      # the float video is right
+    # the float video is right: exact where bf16 is emulated (OpenVINO then runs f32), bf16-rounded
+    # where the CPU computes bf16 (88 dB on a Zen 4 EPYC with AVX512-BF16): inside the gate either way
+    assert info.value.report["tensors"]["video_float"]["psnr_db"] > 45
 
 
 def test_bf16_export_on_a_simulated_amx_cpu_states_its_tolerance(checkpoints, tmp_path, monkeypatch, capsys):
