@@ -42,6 +42,7 @@ class Family:
     reconstruct_map: Mapping[str, str] = field(default_factory=dict)   # encode output → decode input
     reconstruct_note: str = ""
     conditional: bool = True                       # trains on the data's classes when it has them
+    mode_seeking: bool = False                     # its train_step uses RecipeOptions.mode_seeking
     can_encode: Callable[[Any], bool] = lambda config: True   # config → whether it has an encoder
 
     def has_encoder(self, config) -> bool:
@@ -86,7 +87,7 @@ register(Family(
     presets={"paper64": {}, "paper128": {"resolution": 128}, "tiny": {"channels": 8, "d_channels": 8}},
     build_parts=g3an.build_g3an_parts,
     make_optimizers=recipes.g3an_optimizers, train_step=recipes.g3an_step,
-    sample=g3an.sample,
+    sample=g3an.sample, mode_seeking=True,
 ))
 
 register(Family(

@@ -396,7 +396,7 @@ def main(argv=None):
     if args.summary:
         print(json.dumps(build_model(args.model, args.preset, **overrides).describe()))
         return
-    if args.mode_seeking and args.model != "g3an":
+    if args.mode_seeking and not get_family(args.model).mode_seeking:
         raise SystemExit(f"--mode-seeking is a G3AN training term; {args.model} does not use it")
     procs = start_processes(args)
     dataset, conditional = load_data(args, overrides)
