@@ -13,6 +13,9 @@ core this process may use, at the /proc/cpuinfo clock:
   16384 FLOP) every 16 cycles = 1024 FLOP/cycle; AVX512-BF16 without AMX, VDPBF16PS: 16 lanes x
   2 pairs x 2 (multiply-add) x 2 units = 128 FLOP/cycle. Elsewhere there is no BF16 peak: bf16
   would be emulated.
+- AMD Zen 4 (AuthenticAMD family 25 with AVX-512: Zen 3, the same family, has none) executes
+  512-bit instructions as two 256-bit halves on its two 256-bit FMA pipes, so both its AVX-512
+  figures are halved: FP32 32, AVX512-BF16 64 FLOP/cycle (`HALF_WIDTH_AVX512`).
 
 `gemm_probe` measures what a large matrix product reaches (torch.mm, FP32 and, where native,
 BF16): a second, attainable denominator beside the nominal peak.
@@ -35,9 +38,23 @@ BF16_AMX = (1024, "AMX-BF16: one TMUL per core, a 16x32 by 32x16 BF16 tile produ
 BF16_AVX512 = (128, "AVX512-BF16: VDPBF16PS, 16 lanes x 2 BF16 pairs x 2 (multiply-add) x 2 units = 128")
 
 
-def fp32_flops_per_cycle(flags) -> tuple[int, str]:
-    """FP32 FLOP per cycle per core from the CPU flags, and how it was derived."""
+HALF_WIDTH_AVX512 = {("AuthenticAMD", "25"): "Zen 4 runs 512-bit instructions as two 256-bit halves"}
+
+
+def _half_width(cpu: dict | None, flags) -> str | None:
+    """Why this CPU's AVX-512 runs at half width, or None (cpu: bench.host's vendor and family)."""
+    if not cpu or "avx512f" not in flags:
+        return None
+    return HALF_WIDTH_AVX512.get((cpu.get("vendor"), str(cpu.get("family"))))
+
+
+def fp32_flops_per_cycle(flags, cpu: dict | None = None) -> tuple[int, str]:
+    """FP32 FLOP per cycle per core from the CPU flags (and, for AVX-512, its vendor and family),
+    and how it was derived."""
     isa = cpu_isa(frozenset(flags))
+    half = _half_width(cpu, flags)
+    if isa in FP32_PER_CYCLE and half:
+        return FP32_PER_CYCLE[isa][0] // 2, f"AVX-512F, {half}: 16 FP32 lanes x 2 (FMA) x 2 units / 2 = 32"
     if isa in FP32_PER_CYCLE:
         return FP32_PER_CYCLE[isa]
     if "avx2" in flags and "fma" in flags:
@@ -47,14 +64,17 @@ def fp32_flops_per_cycle(flags) -> tuple[int, str]:
     return 8, "SSE: 4 FP32 lanes x (1 add + 1 mul port) = 8"
 
 
-def bf16_flops_per_cycle(flags) -> tuple[int | None, str]:
+def bf16_flops_per_cycle(flags, cpu: dict | None = None) -> tuple[int | None, str]:
     """BF16 FLOP per cycle per core where the CPU computes bf16 natively; (None, why not) elsewhere."""
     import torch
 
     native, why = bf16_native(torch.device("cpu"), frozenset(flags))
     if not native:
         return None, why
-    return BF16_AMX if "amx_bf16" in flags else BF16_AVX512
+    if "amx_bf16" in flags:
+        return BF16_AMX
+    half = _half_width(cpu, flags)
+    return (BF16_AVX512[0] // 2, f"{BF16_AVX512[1]}, / 2: {half}") if half else BF16_AVX512
 
 
 def peak(cores: int, mhz: float | None, per_cycle: int | None, how: str, what: str) -> dict:
@@ -74,8 +94,8 @@ def machine_info(flags=None) -> dict:
     cores = min(cpu.get("physical_cores") or cpu["usable_cpus"], cpu["usable_cpus"])
     cpu["cores_used_for_peak"] = cores
     cpu["isa"] = cpu_isa(flags)
-    info["peak_fp32"] = peak(cores, cpu.get("mhz"), *fp32_flops_per_cycle(flags), "FP32")
-    info["peak_bf16"] = peak(cores, cpu.get("mhz"), *bf16_flops_per_cycle(flags), "BF16")
+    info["peak_fp32"] = peak(cores, cpu.get("mhz"), *fp32_flops_per_cycle(flags, cpu), "FP32")
+    info["peak_bf16"] = peak(cores, cpu.get("mhz"), *bf16_flops_per_cycle(flags, cpu), "BF16")
     return info
 
 

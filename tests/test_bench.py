@@ -42,6 +42,12 @@ def test_peaks_from_cpuinfo_and_flags():
     # BF16: AMX tiles, or AVX512-BF16 dot products; none where bf16 would be emulated
     assert machine.bf16_flops_per_cycle(AMX)[0] == 1024
     assert machine.bf16_flops_per_cycle({"avx512f", "avx512_bf16"})[0] == 128
+    # Zen 4 (AMD family 25 with AVX-512) runs 512-bit instructions as two halves; Zen 3 has no AVX-512
+    zen4 = {"vendor": "AuthenticAMD", "family": "25"}
+    assert machine.fp32_flops_per_cycle({"avx512f", "avx2", "fma"}, zen4)[0] == 32
+    assert machine.bf16_flops_per_cycle({"avx512f", "avx512_bf16"}, zen4)[0] == 64
+    assert machine.fp32_flops_per_cycle(cpu["flags"], cpu)[0] == 32     # the Zen 3 of CPUINFO: AVX2
+    assert machine.fp32_flops_per_cycle({"avx512f"}, {"vendor": "GenuineIntel", "family": "6"})[0] == 64
     per_cycle, why = machine.bf16_flops_per_cycle(cpu["flags"])
     assert per_cycle is None and "neither avx512_bf16 nor amx_bf16" in why
     assert machine.peak(2, 2100.0, None, why, "BF16")["flops_per_s"] is None
