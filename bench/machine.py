@@ -43,7 +43,7 @@ HALF_WIDTH_AVX512 = {("AuthenticAMD", "25"): "Zen 4 runs 512-bit instructions as
 
 def _half_width(cpu: dict | None, flags) -> str | None:
     """Why this CPU's AVX-512 runs at half width, or None (cpu: bench.host's vendor and family)."""
-    if not cpu or "avx512f" not in flags:
+    if not cpu or "avx512f" not in flags or "amx_tile" in flags or "amx_bf16" in flags:  # AMX: Intel parts
         return None
     return HALF_WIDTH_AVX512.get((cpu.get("vendor"), str(cpu.get("family"))))
 
