@@ -94,6 +94,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--train-batch-size", type=int, default=4, help="clips per training step (default 4)")
     p.add_argument("--train-repeats", type=int, default=5, help="timed training steps at most (default 5)")
     p.add_argument("--train-warmup", type=int, default=1, help="untimed training steps first (default 1)")
+    p.add_argument("--train-set", action="append", default=[], metavar="KEY=VALUE",
+                   help="model option for the training throughput, as train/run.py's --set (e.g. the demo run's "
+                        "config: --train-set channels=16 --train-set num_classes=10); repeatable")
     p.add_argument("--train-precisions", type=_str_list, default=["fp32", "bf16"],
                    help="training precisions (default fp32,bf16; bf16 is recorded as refused where not native)")
     p.add_argument("--out", help="JSON results (default bench_results/<family>-<preset>-<UTC time>.json)")

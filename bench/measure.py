@@ -3,7 +3,8 @@
 Every cell: `warmup` calls first, then up to `repeats` timed calls, stopped early once the cell
 has run `budget_s` seconds (never fewer than `min_repeats`); n is recorded. Serial paths
 (`measure_serial`): videos/s = batch / median latency. Triton (`measure_concurrent`):
-`concurrency` threads, each with its own client, keep that many requests in flight; videos/s =
+`concurrency` threads, each with its own client, keep that many requests in flight, in the
+warm-up rounds too (so the dynamic batcher forms the batch sizes it will form when timed); videos/s =
 videos done / wall time. p99 is numpy's linear-interpolated percentile of the n latencies:
 with small n it is ~ the maximum. Each cell also records os.getloadavg() before and after and
 the CPU cores it kept busy (CPU seconds of the measured processes / wall seconds; for Triton
@@ -56,21 +57,14 @@ def measure_concurrent(make_worker, *, concurrency: int, warmup: int, repeats: i
             getattr(worker, "close", lambda: None)()
 
 
-def _run_concurrent(workers: list, *, warmup: int, repeats: int, min_repeats: int, budget_s: float,
-                    server_pid: int | None) -> dict:
-    concurrency = len(workers)
-    t_warm = time.perf_counter()
-    out = None
-    for _ in range(warmup):
-        out = workers[0]()
-    warm_s = time.perf_counter() - t_warm
-    per_worker = max(1, math.ceil(max(1, repeats) / concurrency))
-    min_per_worker = max(1, math.ceil(max(1, min_repeats) / concurrency))
+def _in_flight(workers: list, calls: int, min_calls: int, budget_s: float, outputs: list) -> list:
+    """Every worker in its own thread, back to back, `calls` each (at least `min_calls`, then until
+    `budget_s` from the common start): [(start, end)] of every call; each worker's last output
+    lands in `outputs`."""
     records: list[tuple[float, float]] = []
     errors: list[BaseException] = []
     lock = threading.Lock()
-    barrier = threading.Barrier(concurrency + 1)
-    outputs = [None] * concurrency
+    barrier = threading.Barrier(len(workers) + 1)
     t0_box = [0.0]
 
     def run(index: int) -> None:
@@ -78,29 +72,46 @@ def _run_concurrent(workers: list, *, warmup: int, repeats: int, min_repeats: in
         barrier.wait()
         done = 0
         try:
-            while done < per_worker:
+            while done < calls:
                 t = time.perf_counter()
                 outputs[index] = call()
                 end = time.perf_counter()
                 with lock:
                     records.append((t, end))
                 done += 1
-                if done >= min_per_worker and end - t0_box[0] >= budget_s:
+                if done >= min_calls and end - t0_box[0] >= budget_s:
                     break
         except BaseException as error:  # reported below
             errors.append(error)
 
-    threads = [threading.Thread(target=run, args=(i,), daemon=True) for i in range(concurrency)]
+    threads = [threading.Thread(target=run, args=(i,), daemon=True) for i in range(len(workers))]
     for th in threads:
         th.start()
-    server0 = tree_stats(server_pid)["cpu_s"] if server_pid else None
-    load0, cpu0 = loadavg(), time.process_time()
     t0_box[0] = time.perf_counter()
     barrier.wait()
     for th in threads:
         th.join()
     if errors:
         raise errors[0]
+    return records
+
+
+def _run_concurrent(workers: list, *, warmup: int, repeats: int, min_repeats: int, budget_s: float,
+                    server_pid: int | None) -> dict:
+    """Warm-up rounds keep as many requests in flight as the timed phase: the server's dynamic
+    batcher then merges them into the same batch sizes, and a runtime that prepares kernels per
+    input shape (OpenVINO with dynamic shapes) meets each of them before timing starts."""
+    concurrency = len(workers)
+    outputs = [None] * concurrency
+    t_warm = time.perf_counter()
+    if warmup:
+        _in_flight(workers, warmup, warmup, math.inf, outputs)
+    warm_s = time.perf_counter() - t_warm
+    per_worker = max(1, math.ceil(max(1, repeats) / concurrency))
+    min_per_worker = max(1, math.ceil(max(1, min_repeats) / concurrency))
+    server0 = tree_stats(server_pid)["cpu_s"] if server_pid else None
+    load0, cpu0 = loadavg(), time.process_time()
+    records = _in_flight(workers, per_worker, min_per_worker, budget_s, outputs)
     start = min(r[0] for r in records)
     wall = max(r[1] for r in records) - start
     cpu = time.process_time() - cpu0
@@ -109,7 +120,7 @@ def _run_concurrent(workers: list, *, warmup: int, repeats: int, min_repeats: in
             "warmup_s": round(warm_s, 3), "wall_s": round(wall, 3), "cpu_s": round(cpu, 3),
             "server_cpu_s": round(server_cpu, 3) if server_cpu is not None else None,
             "cores_busy": round(((server_cpu or 0) + cpu) / wall, 2) if wall > 0 else None,
-            "loadavg_before": load0, "loadavg_after": loadavg(), "output": outputs[0] if outputs[0] is not None else out}
+            "loadavg_before": load0, "loadavg_after": loadavg(), "output": outputs[0]}
 
 
 def merge_cells(pieces: list[dict], batch: int, concurrency: int) -> dict:

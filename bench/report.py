@@ -236,16 +236,18 @@ def profile_lines(title: str, p: dict) -> list[str]:
 def training_lines(training: list[dict] | None) -> list[str]:
     if not training:
         return []
-    lines = ["Training throughput (train.recipes, random in-memory clips, unconditional):", "",
+    lines = ["Training throughput (train.recipes, random in-memory clips; a preset's `+ KEY=VALUE` are the "
+             "--train-set model options):", "",
              "| family | preset | precision | batch | n | steps/s | s/step p50 | clips/s | cores busy | load before→after |",
              "|---|---|---|---:|---:|---:|---:|---:|---:|---|"]
     for t in training:
         prec = t.get("precision", "fp32")
+        preset = " ".join([t["preset"]] + [f"+ {k}={json.dumps(v)}" for k, v in (t.get("overrides") or {}).items()])
         if "error" in t or "refused" in t:
             why = f"error: {t['error']}" if "error" in t else t["refused"]
-            lines.append(f"| {t['family']} | {t['preset']} | {prec} | | | {why} | | | | |")
+            lines.append(f"| {t['family']} | {preset} | {prec} | | | {why} | | | | |")
             continue
-        lines.append(f"| {t['family']} | {t['preset']} | {prec} | {t['batch']} | {t['n']} | {_fmt(t['steps_per_s'])} "
+        lines.append(f"| {t['family']} | {preset} | {prec} | {t['batch']} | {t['n']} | {_fmt(t['steps_per_s'])} "
                      f"| {_fmt(t['s_per_step']['p50'])} | {_fmt(t['clips_per_s'])} | {_fmt(t['cores_busy'], 2)} "
                      f"| {t['loadavg_before'][0]}→{t['loadavg_after'][0]} |")
     return lines + [""]

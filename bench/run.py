@@ -506,13 +506,16 @@ def ov_profiles(batch: int, runners: Runners, model, threads: int, paths: list[s
 
 
 def training(args) -> list[dict]:
+    from train.run import parse_overrides
+    overrides = parse_overrides(args.train_set)
     out = []
     for fam, pre, prec in itertools.product(args.train_families, args.train_presets, args.train_precisions):
-        _log(f"training throughput {fam}/{pre} batch {args.train_batch_size} {prec}")
+        _log(f"training throughput {fam}/{pre} batch {args.train_batch_size} {prec} {overrides or ''}")
         try:
             out.append(bench_training(fam, pre, args.train_batch_size, warmup=args.train_warmup,
                                       repeats=args.train_repeats, min_repeats=args.min_repeats,
-                                      budget_s=args.cell_budget_s, seed=args.seed, precision=prec))
+                                      budget_s=args.cell_budget_s, seed=args.seed, precision=prec,
+                                      overrides=overrides))
             t = out[-1]
             _log(f"  {t['refused']}" if "refused" in t else
                  f"  {t['steps_per_s']} steps/s ({t['s_per_step']['p50']} s/step, n {t['n']})")

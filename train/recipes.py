@@ -43,8 +43,9 @@ passed in, which the trainer seeds from (seed, step, rank): a resumed run draws 
 uninterrupted one would.
 
 Conditional models: generated videos take the labels of the real batch, so real and fake class
-frequencies match; the losses stay plain BCE (no auxiliary classifier). Both discriminators are
-called with the label; each uses it as its `d_condition` says (D_I ignores it unless projection).
+frequencies match; the losses stay plain BCE (an auxiliary classifier only with `d_classifier`,
+below). Both discriminators are called with the label; each uses it as its `d_condition` says (D_I
+ignores it unless projection).
 `mismatched_labels` (off by default; none of the papers has it) adds the matching-aware negative of
 Reed et al. 2016 (GAN-CLS): real clips shown with a wrong label (uniform over the other classes)
 count as fake for each discriminator that sees the label. A discriminator that already tells real
@@ -61,6 +62,16 @@ here: every conditional 16-wide G3AN run had a z_a influence of 1–4 grey level
 same run unconditional, and collapsed onto a few clips); the term penalises exactly that. Measured
 at λ = 1 (QUALITY.md, session 9): it kept the latents in use but FVD stalled far above the
 unconditional run's, and it pays for background differences too (grey haze on Moving-MNIST).
+
+A G3AN with `d_classifier` (an auxiliary classifier on D_I, AC-GAN, Odena et al. 2017; none of the
+papers has one) adds cross-entropy terms with weight 1, AC-GAN's: D_I learns to name the class of
+real frames (the frames `d_image_frames` picks, each with its clip's label), and G is trained so
+that D_I names the requested class in its frames. D_I is not trained on generated frames' classes
+(it would learn to read the generator's mistakes as the requested class; the real-only variant of
+later AC-GAN work). On Moving-MNIST the label is the first digit's class and frames show two
+digits, so D_I's best answer on a real frame splits between the two; G then gains from drawing the
+requested digit clearly. This is the direct route from the label to G that projection
+discriminators left unused here (every conditional G3AN run ignored its label; QUALITY.md).
 """
 from __future__ import annotations
 
@@ -205,6 +216,13 @@ def mode_seeking_loss(fake: torch.Tensor, z: torch.Tensor, eps: float = 1e-5) ->
     return 1.0 / (ratio + eps)
 
 
+def _class_loss(DI, video: torch.Tensor, onehot: torch.Tensor, gen: torch.Generator,
+                options: RecipeOptions) -> torch.Tensor:
+    """Cross-entropy of D_I's class logits on the frames `_frames` picks against their clips' labels."""
+    frames, clips = _frames(video, gen, options)
+    return F.cross_entropy(DI(frames, classes=True), onehot[clips].argmax(1))
+
+
 def g3an_step(nets, optimizers, real, onehot, gen, cfg, options) -> dict[str, float]:
     G, DV, DI = nets["generator"], nets["d_video"], nets["d_image"]
     b, dev = real.shape[0], real.device
@@ -217,6 +235,10 @@ def g3an_step(nets, optimizers, real, onehot, gen, cfg, options) -> dict[str, fl
     loss_dv = bce(DV(real, onehot), 1.0) + bce(DV(fake.detach(), fake_onehot), 0.0) + mismatch_dv
     loss_di = (bce(_image_logits(DI, real, onehot, gen, options), 1.0)
                + bce(_image_logits(DI, fake.detach(), fake_onehot, gen, options), 0.0) + mismatch_di)
+    classify = cfg.d_classifier and onehot is not None
+    if classify:
+        loss_d_class = _class_loss(DI, real, onehot, gen, options)
+        loss_di = loss_di + loss_d_class
     optimizers["d_video"].zero_grad(set_to_none=True)
     optimizers["d_image"].zero_grad(set_to_none=True)
     loss_dv.backward()
@@ -229,6 +251,10 @@ def g3an_step(nets, optimizers, real, onehot, gen, cfg, options) -> dict[str, fl
     losses = {"d_video": loss_dv.item(), "d_image": loss_di.item(),
               "g_video": loss_g_video.item(), "g_image": loss_g_image.item()}
     loss_g = loss_g_video + loss_g_image
+    if classify:
+        loss_g_class = _class_loss(DI, fake, fake_onehot, gen, options)
+        loss_g = loss_g + loss_g_class
+        losses.update(d_class=loss_d_class.item(), g_class=loss_g_class.item())
     if seek:
         loss_ms = mode_seeking_loss(fake, torch.cat([z_a, z_m], 1))
         loss_g = loss_g + options.mode_seeking * loss_ms

@@ -31,7 +31,7 @@ from torch.nn.parallel import DistributedDataParallel
 from train.ema import WeightAverage
 from train.checkpoint import checkpoint_state, atomic_torch_save, read_checkpoint, model_from_checkpoint
 from train.families import family_names, get_family
-from train.models import PRESETS, build_model
+from train.models import PRESETS, build_model, make_config
 from train.runtime import PRECISIONS, check_precision, keep_freed_memory, wrap_networks
 from train.recipes import D_IMAGE_FRAMES, RECON_NORMS, RECON_REDUCTIONS, RecipeOptions
 from train.samples import write_sample_grid
@@ -199,7 +199,7 @@ def load_data(args, overrides: dict):
     """The training split; a labelled data set makes a conditional model (num_classes joins
     `overrides`) unless --unconditional or the family is unconditional. → (dataset, conditional)"""
     from train.data import build_dataset
-    resolution = build_model(args.model, args.preset, **overrides).config.resolution
+    resolution = make_config(args.model, args.preset, **overrides).resolution   # before num_classes is known
     frame_steps = tuple(int(s) for s in args.frame_steps.split(","))
     dataset = build_dataset(args.data, resolution=resolution, frames=16, split="train", steps=frame_steps,
                             flip=args.flip, seed=args.seed)

@@ -32,6 +32,10 @@ Switches (G3AN §4.3, Tables 3–5; EncGAN3 Table 4 and §5):
                               the tiled one-hot after its first layer, D_I none) or 'projection'
                               (projection discriminator, Miyato & Koyama 2018, on D_V and D_I:
                               logit + <embed(y), sum-pooled last features>)
+  d_classifier                G3AN only: D_I also classifies every frame it sees (an auxiliary
+                              classifier, AC-GAN, Odena et al. 2017; none of the papers has one):
+                              the recipe adds its cross-entropy on real frames to D_I's loss and on
+                              generated frames, against the requested label, to G's loss
   resolution                  64, or 128 with one more G3 module (EncGAN3 §5)
 
 Conditional discriminators are our choice (the conditional code was never released): by default
@@ -72,6 +76,7 @@ class G3ANConfig:
     label_into_video: bool = False
     label_into_spatial: bool = False
     d_condition: str = "concat"
+    d_classifier: bool = False
     spectral_norm: bool = True
 
     def validate(self) -> None:
@@ -89,6 +94,8 @@ class G3ANConfig:
             raise ValueError(f"d_image_channels must be None or >= 1, got {self.d_image_channels}")
         if self.d_condition not in D_CONDITIONS:
             raise ValueError(f"d_condition must be one of {D_CONDITIONS}, got {self.d_condition!r}")
+        if self.d_classifier and not self.num_classes:
+            raise ValueError("d_classifier needs a conditional model (num_classes > 0)")
 
 
 def _block_specs(ch: int, resolution: int) -> list[tuple]:
@@ -183,18 +190,28 @@ class LabelProjection(nn.Module):
 
 class ImageDiscriminator(nn.Module):
     """D_I: one frame [B, 3, R, R] (+ one-hot label with a projection head) → one logit per
-    sample [B] (official code; the projection head is ours)."""
+    sample [B] (official code; the projection head is ours). With `classifier_classes`,
+    `D_I(frame, classes=True)` gives class logits [B, K] instead, from its mean-pooled last
+    features through a plain linear layer (no spectral norm: it is trained as a classifier, not as
+    a critic). A keyword of forward, not a method of its own, so that the bf16 and DDP wrappers,
+    which only pass forward calls through, reach it."""
 
-    def __init__(self, ch: int = 64, resolution: int = 64, spectral: bool = True, num_classes: int = 0):
+    def __init__(self, ch: int = 64, resolution: int = 64, spectral: bool = True, num_classes: int = 0,
+                 classifier_classes: int = 0):
         super().__init__()
         widths = [ch, ch * 2, ch * 4, ch * 8] + ([ch * 8] if resolution == 128 else [])
         self.body = image_conv_trunk(3, widths, spectral)
         self.head = sn(nn.Conv2d(widths[-1], 1, 4, 1, 0), spectral)
         self.projection = LabelProjection(num_classes, widths[-1], spectral) if num_classes else None
+        self.classifier = nn.Linear(widths[-1], classifier_classes) if classifier_classes else None
         init_official(self)
 
-    def forward(self, frame: torch.Tensor, label: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, frame: torch.Tensor, label: torch.Tensor | None = None, classes: bool = False) -> torch.Tensor:
         h = self.body(frame)
+        if classes:
+            if self.classifier is None:
+                raise ValueError("this D_I has no classifier (d_classifier=false)")
+            return self.classifier(h.mean(dim=(2, 3)))
         logit = self.head(h).flatten(1).squeeze(1)
         if self.projection is not None and label is not None:
             logit = logit + self.projection(h, label)
@@ -263,7 +280,8 @@ def build_g3an_parts(cfg: G3ANConfig) -> dict[str, nn.Module]:
     return {
         "generator": G3ANGenerator(cfg),
         "d_image": ImageDiscriminator(cfg.d_image_channels or cfg.d_channels, cfg.resolution, cfg.spectral_norm,
-                                      cfg.num_classes if cfg.d_condition == "projection" else 0),
+                                      cfg.num_classes if cfg.d_condition == "projection" else 0,
+                                      cfg.num_classes if cfg.d_classifier else 0),
         "d_video": VideoDiscriminator(cfg.d_channels, cfg.resolution, cfg.d_video, cfg.num_classes,
                                       cfg.spectral_norm, cfg.d_condition),
     }
