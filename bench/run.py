@@ -319,7 +319,8 @@ def run(args, out_path: Path | None = None) -> dict:
         # ---------------------------------------------------------------- export, Triton
         max_batch = args.max_batch_size or max(args.batches)
         repository = workdir / "repository"
-        onnx_paths = export_for_paths(args, result, checkpoint, repository, family, paths, specs, max_batch, threads)
+        onnx_paths, paths = export_for_paths(args, result, checkpoint, repository, family, paths, specs, max_batch,
+                                             threads)
         runners = Runners(family, model, specs, onnx_paths)
         server, triton_info = start_triton(args, repository, workdir, family, paths, max_batch)
 
@@ -366,20 +367,31 @@ def run(args, out_path: Path | None = None) -> dict:
 
 def export_for_paths(args, result: dict, checkpoint, repository: Path, family: str, paths, specs, max_batch: int,
                      threads: int) -> dict:
-    """Export the served variants the paths need (result["export"]); → the ONNX file per graph kind."""
+    """Export the served variants the paths need (result["export"]); → (the ONNX file per graph kind,
+    the paths left: those of a variant the parity gate refused join result["refused"], with why)."""
     variants = [v for v in SERVED if any(served_variant(p) == v for p in paths)]
     if "tensorrt" in paths and not variants:
         variants = ["ort"]                        # TensorRT builds from the exported graph
     if not variants:
-        return {}
+        return {}, paths
     result["export"] = export_variants(
         checkpoint, repository, family, variants, max_batch_size=max_batch,
         parity_batches=tuple(sorted({1, min(2, max_batch)})), threads=threads,
         queue_delay_us=args.queue_delay_us, instances=args.instances, ort_threads=args.ort_threads,
         preferred_batch_sizes=tuple(int(b) for b in args.preferred_batch_sizes.split(",") if b.strip()))
-    _log(f"exported {', '.join(variants)}: " + ", ".join(f"{v} {e['seconds']} s" for v, e in result["export"].items()))
-    first = result["export"][variants[0]]         # the graphs of every variant are the same bytes
-    return {k: repository / f"{first['name']}_{k}" / str(first["version"]) / "model.onnx" for k in specs}
+    _log(f"exported {', '.join(variants)}: " + ", ".join(
+        f"{v} {e['seconds']} s" + (" (refused by the parity gate)" if "refused" in e else "")
+        for v, e in result["export"].items()))
+    gated = {v: e["refused"] for v, e in result["export"].items() if "refused" in e}
+    for p in paths:
+        if served_variant(p) in gated:
+            result["refused"].append({"path": p, "refused": gated[served_variant(p)]})
+    paths = [p for p in paths if served_variant(p) not in gated]
+    exported = [v for v in variants if v not in gated]
+    if not exported:
+        return {}, paths
+    first = result["export"][exported[0]]         # the graphs of every variant are the same bytes
+    return {k: repository / f"{first['name']}_{k}" / str(first["version"]) / "model.onnx" for k in specs}, paths
 
 
 def start_triton(args, repository: Path, workdir: Path, family: str, paths, max_batch: int):

@@ -36,16 +36,22 @@ def model_prefix(family: str, variant: str) -> str:
 
 
 def export_variants(checkpoint: Path, repository: Path, family: str, variants: list[str], **flags) -> dict:
-    """Export the checkpoint once per served variant into `repository`; {variant: summary + seconds}.
+    """Export the checkpoint once per served variant into `repository`; {variant: summary + seconds},
+    or {"refused": why, "seconds"} where the parity gate refused the variant (e.g. BF16 outside its
+    tolerance for these weights): nothing of it is written, the other variants go on.
     `flags`: export options (max_batch_size, parity_batches, threads, queue_delay_us, ...)."""
     from export.__main__ import export_checkpoint
+    from export.parity import ParityError
 
     out = {}
     for variant in variants:
         runtime, precision = SERVED[variant]
         t0 = time.monotonic()
-        summary = export_checkpoint(checkpoint, repository, target="cpu", name=model_prefix(family, variant),
-                                    runtime=runtime, precision=precision.upper(), replace=True, **flags)
+        try:
+            summary = export_checkpoint(checkpoint, repository, target="cpu", name=model_prefix(family, variant),
+                                        runtime=runtime, precision=precision.upper(), replace=True, **flags)
+        except ParityError as error:
+            summary = {"refused": str(error)}
         out[variant] = {**summary, "seconds": round(time.monotonic() - t0, 1)}
     return out
 
