@@ -287,7 +287,10 @@ def build_config(plan: ModelPlan, options: Options):
     group.kind = kind
 
     if options.warmup:
-        sizes = [1] if options.target == "cpu" else sorted({1, options.max_batch_size})
+        # CPU: the preferred sizes too, the batch sizes the dynamic batcher forms: OpenVINO (dynamic
+        # shapes) prepares its kernels on the first call at a new shape, which cost ~1-2 s at
+        # paper64 (BENCHMARKS.md, session 10); warming moves it from the first requests to start-up.
+        sizes = sorted({1, *options.preferred} if options.target == "cpu" else {1, options.max_batch_size})
         for size in sizes:
             warm = cfg.model_warmup.add()
             warm.name = f"{plan.name}_warmup_batch{size}"

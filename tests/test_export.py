@@ -135,7 +135,8 @@ def test_export_cpu_and_gpu_repositories_pass_check(family, checkpoints, tmp_pat
         accelerator = g_cfg.optimization.execution_accelerators.gpu_execution_accelerator[0]
         assert accelerator.name == "tensorrt" and accelerator.parameters["precision_mode"] == "FP16"
         assert list(c_cfg.dynamic_batching.preferred_batch_size) == [4, 8]
-        assert c_cfg.model_warmup and c_cfg.version_policy.latest.num_versions == 2
+        assert c_cfg.version_policy.latest.num_versions == 2
+        assert [w.batch_size for w in c_cfg.model_warmup] == [1, 4, 8]   # the batch sizes the batcher forms
         assert (cpu / model / "1" / "model.onnx").read_bytes() == (gpu / model / "1" / "model.onnx").read_bytes()
         graph = onnx.load(str(cpu / model / "1" / "model.onnx"))
         onnx.checker.check_model(graph)
