@@ -71,7 +71,8 @@ that D_I names the requested class in its frames. D_I is not trained on generate
 later AC-GAN work). On Moving-MNIST the label is the first digit's class and frames show two
 digits, so D_I's best answer on a real frame splits between the two; G then gains from drawing the
 requested digit clearly. This is the direct route from the label to G that projection
-discriminators left unused here (every conditional G3AN run ignored its label; QUALITY.md).
+discriminators left unused here (every conditional G3AN run ignored its label; QUALITY.md). The
+logged `d_image` includes `d_class`; `g_class` is logged beside G's adversarial terms.
 """
 from __future__ import annotations
 

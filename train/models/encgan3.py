@@ -33,11 +33,11 @@ class EncGAN3Config(G3ANConfig):
     motion_features: int = 128    # per-difference-map feature size before the FC layers
     motion_hidden: int = 512      # width of the motion stream's hidden FC layer
 
-
     def validate(self) -> None:
         super().validate()
         if self.d_classifier:
             raise ValueError("d_classifier is a G3AN training term; EncGAN3's recipe does not use it")
+
 
 class TwoStreamEncoder(nn.Module):
     """video [B, 3, T, R, R] in [−1, 1] → (z_a_mean, z_a_logvar, z_m_mean, z_m_logvar)."""

@@ -193,9 +193,10 @@ class ImageDiscriminator(nn.Module):
     sample [B] (official code; the projection head is ours). With `classifier_classes`,
     `D_I(frame, classes=True)` gives class logits [B, K] instead, from its sum-pooled last
     features (as the projection head pools them; mean-pooled, the features of this spectrally
-    normalised trunk are ~0.06 and the classifier learned ~16 times slower) through a plain linear
-    layer (no spectral norm: it is trained as a classifier, not as a critic). A keyword of forward, not a method of its own, so that the bf16 and DDP wrappers,
-    which only pass forward calls through, reach it."""
+    normalised trunk are ~0.06 and the classifier learned about ten times slower: QUALITY.md,
+    session 10) through a plain linear layer (no spectral norm: it is trained as a classifier, not
+    as a critic). A keyword of forward, not a method of its own, so that the bf16 and DDP
+    wrappers, which only pass forward calls through, reach it."""
 
     def __init__(self, ch: int = 64, resolution: int = 64, spectral: bool = True, num_classes: int = 0,
                  classifier_classes: int = 0):
