@@ -234,6 +234,37 @@ def test_d_image_classifier_learns_the_real_classes_and_reaches_the_generator(tm
         build_model("encgan3", "tiny", num_classes=10, d_classifier=True)
 
 
+def test_classify_fakes_teaches_d_image_the_generated_frames_requested_classes(tmp_path):
+    import copy
+    from train.models import build_model
+    from train.recipes import RecipeOptions, g3an_optimizers, g3an_step
+    import train.run as run
+    torch.manual_seed(0)
+    base = build_model("g3an", "tiny", fsa_after=None, num_classes=10, label_into_spatial=True, d_classifier=True)
+    labels = torch.tensor([0, 3, 6, 9])
+    real = (labels.float() / 4.5 - 1).reshape(4, 1, 1, 1, 1).expand(4, 3, 16, 64, 64).contiguous()
+    z_a, z_m = torch.randn(4, 128, generator=torch.Generator().manual_seed(1)), torch.zeros(4, 10)
+
+    def fake_class_loss_after(classify_fakes: bool) -> tuple[float, dict]:
+        m, options = copy.deepcopy(base), RecipeOptions(classify_fakes=classify_fakes)
+        nets = dict(m.named_children())
+        optimizers = g3an_optimizers(nets, options)
+        for step in range(15):
+            losses = g3an_step(nets, optimizers, real, torch.eye(10)[labels], torch.Generator().manual_seed(step),
+                               m.config, options)
+        with torch.no_grad():
+            fake = m.generator(z_a, z_m, torch.eye(10)[labels])
+            return float(torch.nn.functional.cross_entropy(m.d_image(fake[:, :, 0], classes=True), labels)), losses
+
+    with_fakes, losses = fake_class_loss_after(True)
+    without, plain_losses = fake_class_loss_after(False)
+    assert "d_class_fake" in losses and "d_class_fake" not in plain_losses
+    assert with_fakes < without - 0.3     # D_I learned to read the requested class in what G draws
+    with pytest.raises(SystemExit, match="needs a G3AN with --set d_classifier=true"):
+        run.main(["--model", "g3an", "--data", "moving-mnist", "--preset", "tiny", "--steps", "1", "--batch-size",
+                  "2", "--set", "fsa_after=null", "--d-classify-fakes", "--no-progress", "--out", str(tmp_path / "r")])
+
+
 def test_encgan3_reconstruction_is_the_frame_norm_by_default():
     from train.recipes import RecipeOptions, _reconstruction
     real, recon = torch.zeros(2, 3, 4, 8, 8), torch.full((2, 3, 4, 8, 8), 0.5)

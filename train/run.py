@@ -75,6 +75,9 @@ def parse_args(argv=None):
     p.add_argument("--d-mismatched-labels", action="store_true",
                    help="conditional G3AN/EncGAN3: real clips shown with a wrong label count as fake for the "
                         "discriminators that see the label (GAN-CLS, Reed et al. 2016; not in the papers)")
+    p.add_argument("--d-classify-fakes", action="store_true",
+                   help="G3AN with --set d_classifier=true: D_I's classifier also learns the requested classes "
+                        "of generated frames (the original AC-GAN; default: real frames only)")
     p.add_argument("--mode-seeking", type=float, default=0.0, metavar="LAMBDA",
                    help="G3AN: weight of MSGAN's mode-seeking term (Mao et al. 2019; its weight 1) against a "
                         "generator that ignores its latents (default 0: off, the paper's recipe)")
@@ -234,7 +237,8 @@ def build_training(args, overrides: dict, state: dict | None, procs: Processes) 
     options = RecipeOptions(lr=args.lr, betas=(args.beta1, args.beta2), recon=args.recon,
                             recon_reduction=args.recon_reduction, kl_weight=args.kl_weight, k1=args.k1, k2=args.k2,
                             adv_weight=args.adv_weight, d_image_frames=args.d_image_frames,
-                            mismatched_labels=args.d_mismatched_labels, mode_seeking=args.mode_seeking)
+                            mismatched_labels=args.d_mismatched_labels, mode_seeking=args.mode_seeking,
+                            classify_fakes=args.d_classify_fakes)
     optimizers = get_family(args.model).make_optimizers(nets, options)
     nets = wrap_networks(nets, args.precision, procs.device)
     start = 0
@@ -406,6 +410,8 @@ def main(argv=None):
     output_dir = Path(args.out)
     state = read_resume_state(args, output_dir / "checkpoint.pt")
     training = build_training(args, overrides, state, procs)
+    if args.d_classify_fakes and not getattr(training.model.config, "d_classifier", False):
+        raise SystemExit("--d-classify-fakes trains D_I's classifier: it needs a G3AN with --set d_classifier=true")
     output = RunOutput(args, procs, training, dataset, conditional)
 
     stop = {"requested": False}
