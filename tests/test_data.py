@@ -46,7 +46,7 @@ need_vtest = pytest.mark.skipif(not os.path.isfile(VTEST_PATH),
 # ----------------------------------------------------------------------------- generic
 
 def test_list_builtin():
-    assert set(list_builtin()) == {"moving-mnist", "pedestrians", "carphone", "carphone-distorted"}
+    assert set(list_builtin()) == {"moving-mnist", "moving-mnist-same-class", "pedestrians", "carphone", "carphone-distorted"}
 
 
 def test_sample_clip_clamps_step():
@@ -104,6 +104,28 @@ def test_moving_mnist_label_is_first_digit_class():
         rng.integers(len(ds.steps))                    # the step draw
         rows = ds.rows[rng.integers(len(ds.rows), size=2)]
         assert ds[i][1] == int(ds.labels[rows[0]])
+
+
+@need_mnist
+def test_moving_mnist_same_class_label_names_both_digits():
+    """Both digits of a same-class clip are the label's class, two different images in general,
+    from the split's rows; independent clips mostly mix classes."""
+    same = build_dataset("moving-mnist-same-class", split="test", length=200)
+    mixed = build_dataset("moving-mnist", split="test", length=200)
+    assert same.name == "moving-mnist-same-class" and same.describe()["label"] == "class of both digits"
+    distinct_images = 0
+    for i in range(200):
+        rows = same.digit_rows(i)
+        assert len(set(same.labels[rows].tolist())) == 1
+        if i < 20:
+            assert same[i][1] == int(same.labels[rows[0]])
+        assert set(rows) <= set(same.rows.tolist())
+        distinct_images += rows[0] != rows[1]
+    assert distinct_images > 190
+    assert sum(len(set(mixed.labels[mixed.digit_rows(i)])) == 1 for i in range(200)) < 40
+    v, y = same[0]
+    _check_clip(v, y)
+    assert float((v[:, 1:] - v[:, :-1]).abs().mean()) > 0.005  # they move
 
 
 @need_mnist

@@ -63,6 +63,16 @@ def test_digit_classifier_finds_the_label_of_real_held_out_clips():
     assert float(digit_probabilities(torch.full((1, 3, 16, 64, 64), -1.0)).max()) < 0.5
 
 
+def test_digit_ceiling_on_same_class_clips_is_near_perfect():
+    """Where both digits are the label's class the label is found in (nearly) every real clip."""
+    from train.metrics.digits import WEIGHTS, held_out_accuracy, load_classifier
+    if not WEIGHTS.is_file():
+        pytest.skip("digit classifier weights not trained (python -m train.metrics.digits)")
+    same = held_out_accuracy(load_classifier(), num_videos=100, spec="moving-mnist-same-class")
+    independent = held_out_accuracy(load_classifier(), num_videos=100, spec="moving-mnist")
+    assert same["requested_digit_found_real"] >= 0.99 > independent["requested_digit_found_real"]
+
+
 def test_moving_mnist_digit_rows_are_the_drawn_digits():
     from train.data import build_dataset
     data = build_dataset("moving-mnist", split="train", steps=(1,), seed=3)

@@ -33,6 +33,7 @@ import numpy as np
 import torch
 
 from train.data import build_dataset
+from train.data.builtin import is_moving_mnist
 from train.metrics.features import I3DLogits, dataset_batches, extract, features_cached, generated_videos
 from train.metrics.frechet import frechet_distance_features
 from train.runtime import keep_freed_memory
@@ -85,7 +86,7 @@ class QualityProbe:
             fake = extract({"i3d": self.i3d}, [videos[i:i + self.batch_size] for i in
                                                range(0, len(videos), self.batch_size)], progress=False)["i3d"]
             out = {"fvd": round(frechet_distance_features(self.real, fake), 3), "num_videos": self.num_videos}
-            if model.num_classes and self.data["spec"] == "moving-mnist":
+            if model.num_classes and is_moving_mnist(self.data["spec"]):
                 out["digits"] = self.digit_check(videos, torch.cat(labels))
             out["influence"] = latent_influence(model, self.seed, self.device)
             if model.spec.has_encoder(model.config):

