@@ -415,4 +415,7 @@ def test_encgan3_adv_weight_scales_only_the_adversarial_side():
         results.append((losses, [p.detach().clone() for p in model.generator.parameters()]))
     (l1, g1), (l0, g0) = results
     assert l1 == l0
+    # the encoder's KL is logged per stream too (a collapsed content or motion posterior shows)
+    assert l1["enc_kl_a"] > 0 and l1["enc_kl_m"] > 0
+    assert l1["enc_kl_a"] + l1["enc_kl_m"] == pytest.approx(l1["enc_kl"], rel=1e-5)
     assert any(not torch.equal(a, b) for a, b in zip(g1, g0))

@@ -307,7 +307,8 @@ def encgan3_step(nets, optimizers, real, onehot, gen, cfg, options) -> dict[str,
     mu_a, lv_a, mu_m, lv_m = E(real)
     recon = G(reparameterize(mu_a, lv_a, eps_a), reparameterize(mu_m, lv_m, eps_m), onehot)
     loss_rec = _reconstruction(real, recon, options)
-    loss_kl = (kl_to_standard_normal(mu_a, lv_a) + kl_to_standard_normal(mu_m, lv_m)).mean()
+    kl_a, kl_m = kl_to_standard_normal(mu_a, lv_a).mean(), kl_to_standard_normal(mu_m, lv_m).mean()
+    loss_kl = kl_a + kl_m
     _step(optimizers["encoder"], loss_rec + options.kl_weight * loss_kl)
 
     # 3. generator (Eq. 2), re-run on the same videos with the updated encoder and discriminators
@@ -321,7 +322,8 @@ def encgan3_step(nets, optimizers, real, onehot, gen, cfg, options) -> dict[str,
     loss_g_rec = _reconstruction(real, recon, options)
     _step(optimizers["g"], options.adv_weight * loss_g_adv + loss_g_rec)
     return {"d_image": loss_di.item(), "d_video": loss_dv.item(), "enc_recon": loss_rec.item(),
-            "enc_kl": loss_kl.item(), "g_adv": loss_g_adv.item(), "g_recon": loss_g_rec.item()}
+            "enc_kl": loss_kl.item(), "enc_kl_a": kl_a.item(), "enc_kl_m": kl_m.item(),
+            "g_adv": loss_g_adv.item(), "g_recon": loss_g_rec.item()}
 
 
 # --- AVLAE ------------------------------------------------------------------------------------
