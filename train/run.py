@@ -48,7 +48,8 @@ def parse_args(argv=None):
     p.add_argument("--summary", action="store_true",
                    help="print the model's description (parameter counts, video shape) as JSON and exit")
     p.add_argument("--data", default="moving-mnist",
-                   help="moving-mnist | pedestrians | carphone | a folder of videos or of frame folders")
+                   help="moving-mnist | moving-mnist-same-class | pedestrians | carphone | a folder of videos or of "
+                        "frame folders")
     p.add_argument("--frame-steps", default="1,2,3,4",
                    help="time steps between sampled frames, chosen at random per clip (G3AN §4.2: 1-4)")
     p.add_argument("--flip", action="store_true", help="random horizontal flips")

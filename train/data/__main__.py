@@ -16,7 +16,7 @@ from ..samples import to_uint8
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("spec", help="moving-mnist | pedestrians | carphone | a folder")
+    p.add_argument("spec", help="moving-mnist | moving-mnist-same-class | pedestrians | carphone | a folder")
     p.add_argument("--split", default="test", help="train, test or all (default test)")
     p.add_argument("--resolution", type=int, default=64)
     p.add_argument("--frame-steps", default="1", help="time steps between frames (default 1)")
