@@ -46,7 +46,8 @@ need_vtest = pytest.mark.skipif(not os.path.isfile(VTEST_PATH),
 # ----------------------------------------------------------------------------- generic
 
 def test_list_builtin():
-    assert set(list_builtin()) == {"moving-mnist", "moving-mnist-same-class", "pedestrians", "carphone", "carphone-distorted"}
+    assert set(list_builtin()) == {"moving-mnist", "moving-mnist-same-class", "pedestrians", "carphone",
+                                   "carphone-distorted"}
 
 
 def test_sample_clip_clamps_step():

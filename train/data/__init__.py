@@ -20,17 +20,17 @@ Data sources (``spec``; ``list_builtin()`` names the built-in ones)
     frame, reflected off the walls, combined by per-pixel max. Generated on the fly from
     (seed, epoch, index); greyscale copied to 3 channels; resized (bilinear) when resolution != 64.
     Label = class of the FIRST digit (10 classes) so the conditional models can use it.
-``moving-mnist-same-class``
-    The same clips, except that the second digit is another image of the first digit's class (drawn
-    from the same split), so the label names every digit in the clip: the data set for conditional
-    models ("videos of digit 7"), where with independent digits the label is about one of two
-    digits that no frame-level critic can tell apart. Same splits, lengths and motion.
     A time step s from ``steps`` samples every s-th frame of the underlying motion (= s times the
     speed); pass ``steps=(1,)`` for the classic fixed-speed benchmark.
     Split by digit rows: the CSV is sorted by class, so instead of "first 4000 rows" (which would be
     digits 0-7 only) each class gives its first 400 rows (file order) to train and its last 100 to
     test: 4000 / 1000 disjoint digit images, all 10 classes on both sides. Epoch length ``length``
     (default 10000 train, 1000 test).
+``moving-mnist-same-class``
+    The same clips, except that the second digit is another image of the first digit's class (drawn
+    from the same split), so the label names every digit in the clip: the data set for conditional
+    models ("videos of digit 7"), where with independent digits the label is about one of two
+    digits that no frame-level critic can tell apart. Same splits, lengths and motion.
 ``pedestrians``
     opencv-doc's ``/usr/share/doc/opencv-doc/examples/data/vtest.avi`` (fixed camera over a plaza,
     768x576, 10 fps, 795 frames; Apache-2.0/BSD-3 per Debian; ``apt-get install opencv-doc``).

@@ -360,5 +360,5 @@ def build_builtin(spec: str, *, split, resolution, frames, steps, flip, seed,
     raise KeyError(spec)
 
 
-__all__: Sequence[str] = ["build_builtin", "builtin_names", "clear_cache", "is_moving_mnist", "MovingMNIST", "Pedestrians",
-                          "SingleVideo"]
+__all__: Sequence[str] = ["build_builtin", "builtin_names", "clear_cache", "is_moving_mnist", "MovingMNIST",
+                          "Pedestrians", "SingleVideo"]
