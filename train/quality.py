@@ -189,7 +189,7 @@ def real_data(spec: str, frame_steps: str) -> dict:
     return build_dataset(spec, split="test", steps=tuple(int(s) for s in frame_steps.split(","))).describe()
 
 
-def sensitivity(data: dict, num_videos: int, batch_size: int = 8, device: str = "cpu",
+def sensitivity(data: dict | None, num_videos: int, batch_size: int = 8, device: str = "cpu",
                 checkpoint: str | Path | None = None, seed: int = 0) -> dict:
     """FVD against the held-out split of D's train clips under each of ALTERATIONS (and, on
     Moving-MNIST, of the same clips drawn with their first digit only), plus the same alterations of
@@ -340,8 +340,9 @@ def main(argv=None) -> int:
     if args.sensitivity:
         if len(args.checkpoints) > 1:
             p.error("--sensitivity takes at most one checkpoint (whose data set is then measured)")
-        result = sensitivity(real_data(args.data, args.frame_steps), args.num_videos, args.batch_size, args.device,
-                             args.checkpoints[0] if args.checkpoints else None, args.seed)
+        checkpoint = args.checkpoints[0] if args.checkpoints else None  # then its own data set is measured
+        data = real_data(args.data, args.frame_steps) if checkpoint is None else None
+        result = sensitivity(data, args.num_videos, args.batch_size, args.device, checkpoint, args.seed)
         print(json.dumps(result), flush=True)
         if args.output:
             with open(args.output, "a") as f:
