@@ -194,8 +194,8 @@ def test_mode_seeking_pairs_share_labels_and_penalise_a_generator_that_ignores_i
         torch.Generator().manual_seed(0), m.config, RecipeOptions())
     with pytest.raises(ValueError, match="mode_seeking"):
         RecipeOptions(mode_seeking=-1)
-    with pytest.raises(SystemExit, match="G3AN training term"):
-        run.main(["--model", "avlae", "--data", "moving-mnist", "--preset", "tiny", "--steps", "1",
+    with pytest.raises(SystemExit, match="G3AN and AVLAE training term"):
+        run.main(["--model", "encgan3", "--data", "moving-mnist", "--preset", "tiny", "--steps", "1",
                   "--mode-seeking", "1", "--out", str(tmp_path / "r")])
 
 
@@ -458,3 +458,62 @@ def test_encgan3_adv_weight_scales_only_the_adversarial_side():
     assert l1["enc_kl_a"] > 0 and l1["enc_kl_m"] > 0
     assert l1["enc_kl_a"] + l1["enc_kl_m"] == pytest.approx(l1["enc_kl"], rel=1e-5)
     assert any(not torch.equal(a, b) for a, b in zip(g1, g0))
+
+
+def test_r1_penalty_is_the_squared_input_gradient_norm():
+    from train.recipes import r1_penalty
+    weights = torch.tensor([[1.0, -2.0, 3.0], [0.5, 0.0, 0.0]])  # D(x) = x · a for each row's own a
+    x = torch.ones(2, 3, requires_grad=True)
+    logits = (x * weights).sum(1) + x[:, 0] ** 2            # ∂/∂x = a + [2x_0, 0, 0]
+    expected = torch.tensor([(3.0 ** 2 + 2.0 ** 2 + 3.0 ** 2), (2.5 ** 2)]).mean()
+    assert r1_penalty(logits, x).item() == pytest.approx(expected.item())
+    with pytest.raises(ValueError, match="r1 must be >= 0"):
+        from train.recipes import RecipeOptions
+        RecipeOptions(r1=-1.0)
+
+
+def test_avlae_r1_reaches_only_the_discriminators_and_is_logged():
+    """One AVLAE step from the same state with r1 = 0 and 10: the discriminators' side (E_A, D_I,
+    D_V) is updated differently and the penalties are logged; with r1 = 0 nothing new is logged."""
+    from train.families import get_family
+    from train.models import build_model
+    from train.recipes import RecipeOptions
+    results = []
+    for r1 in (0.0, 10.0):
+        torch.manual_seed(0)
+        model = build_model("avlae", "tiny")
+        nets = dict(model.named_children())
+        options = RecipeOptions(r1=r1)
+        optimizers = get_family("avlae").make_optimizers(nets, options)
+        real = torch.rand(2, 3, 16, 64, 64, generator=torch.Generator().manual_seed(1)) * 2 - 1
+        losses = get_family("avlae").train_step(nets, optimizers, real, None, torch.Generator().manual_seed(2),
+                                                model.config, options)
+        results.append((losses, [p.detach().clone() for p in model.d_image.parameters()],
+                        [p.detach().clone() for p in model.d_video.parameters()]))
+    (l0, di0, dv0), (l1, di1, dv1) = results
+    assert "r1_video" not in l0 and "r1_image" not in l0
+    assert l1["r1_video"] > 0 and l1["r1_image"] > 0
+    assert l1["d_video"] > l0["d_video"] and l1["d_image"] > l0["d_image"]   # the penalty is in D's loss
+    assert any(not torch.equal(a, b) for a, b in zip(dv0, dv1))
+    assert any(not torch.equal(a, b) for a, b in zip(di0, di1))
+
+
+def test_avlae_mode_seeking_reaches_the_generator_and_is_logged():
+    from train.families import get_family
+    from train.models import build_model
+    from train.recipes import RecipeOptions
+    results = []
+    for weight in (0.0, 1.0):
+        torch.manual_seed(0)
+        model = build_model("avlae", "tiny")
+        nets = dict(model.named_children())
+        options = RecipeOptions(mode_seeking=weight)
+        optimizers = get_family("avlae").make_optimizers(nets, options)
+        real = torch.rand(4, 3, 16, 64, 64, generator=torch.Generator().manual_seed(1)) * 2 - 1
+        losses = get_family("avlae").train_step(nets, optimizers, real, None, torch.Generator().manual_seed(2),
+                                                model.config, options)
+        results.append((losses, [p.detach().clone() for p in model.mapping_a.parameters()]))
+    (l0, f0), (l1, f1) = results
+    assert "g_mode_seeking" not in l0 and l1["g_mode_seeking"] > 0
+    assert l0["d_video"] == l1["d_video"]            # step I is untouched; only G's loss changes
+    assert any(not torch.equal(a, b) for a, b in zip(f0, f1))

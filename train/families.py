@@ -110,7 +110,7 @@ register(Family(
              "tiny": {"resolution": 64, "channels": 8, "d_channels": 8, "video_d_hidden": 64}},
     build_parts=avlae.build_avlae_parts,
     make_optimizers=recipes.avlae_optimizers, train_step=recipes.avlae_step,
-    sample=avlae.sample, encode=avlae.encode, decode=avlae.decode,
+    sample=avlae.sample, encode=avlae.encode, decode=avlae.decode, mode_seeking=True,
     encode_names=("w_a", "w_m"), decode_names=("w_a", "w_m"),
     # w from the mapping networks, so the decode graph's parity inputs are realistic w
     prior_latents=lambda model, z_a, z_m: {"w_a": model.mapping_a(z_a), "w_m": model.mapping_m(z_m)},

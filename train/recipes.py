@@ -31,6 +31,11 @@ losses of Eq. 8–9; step II updates F_A, F_M, G (non-saturating form of the sam
 minimises Eq. 10, K1‖F_M(z_M) − E_M(x̂)‖² + K2‖F_A(z_A) − E_A(x̂_t)‖² over E_A, E_M*, G with the
 mapped codes as fixed targets. Each step has its own Adam (the algorithm's three ADAM lines).
 The flow estimator inside E_M is never in an optimizer.
+`r1` (0 = off, the paper) adds γ/2 · R1 (Mescheder et al. 2018; ALAE trains with it) to both of step
+I's discriminator losses: the squared norm of the gradient of D_V(x, E_M(x)) with respect to the real
+clip, and of D_I(E_A(x_t)) with respect to the real frame. Measured without it on Moving-MNIST
+(QUALITY.md): the discriminators win outright within ~100 steps and the generator collapses onto
+one clip for every latent; a 4-wide instead of 8-wide discriminator side did not collapse.
 
 A family's training iteration is `step(nets, optimizers, real, onehot, gen, cfg, options)`: the
 networks by name, the optimizers by name (what its `*_optimizers` returned), a batch of real clips
@@ -101,12 +106,14 @@ class RecipeOptions:
     adv_weight: float = 1.0      # EncGAN3: weight of Eq. 2's adversarial terms (paper: 1)
     d_image_frames: str = "batch"  # D_I's frames: one index per batch (official code), per clip, or all
     mismatched_labels: bool = False  # conditional G3AN/EncGAN3: real clips with a wrong label count as fake
-    mode_seeking: float = 0.0    # G3AN: weight of MSGAN's mode-seeking term (0 = off, the paper)
+    mode_seeking: float = 0.0    # G3AN, AVLAE: weight of MSGAN's mode-seeking term (0 = off, the papers)
     classify_fakes: bool = False  # G3AN with d_classifier: D_I also learns generated frames' classes (AC-GAN)
+    r1: float = 0.0              # AVLAE: weight γ of the R1 penalty on real inputs (0 = off, the paper)
 
     def __post_init__(self):
-        if self.mode_seeking < 0:
-            raise ValueError(f"mode_seeking must be >= 0, got {self.mode_seeking}")
+        for name in ("mode_seeking", "r1"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         for name, allowed in (("recon", RECON_NORMS), ("recon_reduction", RECON_REDUCTIONS),
                               ("d_image_frames", D_IMAGE_FRAMES)):
             if getattr(self, name) not in allowed:
@@ -191,6 +198,13 @@ def _mismatch_losses(DV, DI, real: torch.Tensor, onehot, gen: torch.Generator, c
     dv = bce(DV(real, wrong), 0.0)
     di = bce(_image_logits(DI, real, wrong, gen, options), 0.0) if cfg.d_condition == "projection" else zero
     return dv, di
+
+
+def r1_penalty(logits: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
+    """R1 (Mescheder et al. 2018, Eq. 9 without γ/2): mean over the batch of ‖∇_x D(x)‖² on real
+    inputs `inputs` (which must require grad), kept in the graph so D is trained on it."""
+    grad, = torch.autograd.grad(logits.sum(), inputs, create_graph=True)
+    return grad.pow(2).flatten(1).sum(1).mean()
 
 
 def _noise(n: int, dim: int, gen: torch.Generator, device) -> torch.Tensor:
@@ -334,33 +348,53 @@ def avlae_step(nets, optimizers, real, onehot, gen, cfg, options) -> dict[str, f
     b, dev = real.shape[0], real.device
 
     def generate():
-        w_a = FA(_noise(b, cfg.z_a_dim, gen, dev))
-        w_m = FM(_noise(b, cfg.z_m_dim, gen, dev))
-        return w_a, w_m, G(w_a, w_m)
+        z = torch.cat([_noise(b, cfg.z_a_dim, gen, dev), _noise(b, cfg.z_m_dim, gen, dev)], 1)
+        w_a, w_m = FA(z[:, :cfg.z_a_dim]), FM(z[:, cfg.z_a_dim:])
+        return w_a, w_m, G(w_a, w_m), z
 
     def d_video(x):
         return DV(x, EM(x) if EM is not None else None)
 
+    def real_loss(logits_of, x):
+        """BCE "real" of a discriminator on real inputs x, plus γ/2 · R1 where `r1` is on."""
+        if not options.r1:
+            return bce(logits_of(x), 1.0), 0.0
+        x = x.detach().requires_grad_(True)
+        logits = logits_of(x)
+        penalty = r1_penalty(logits, x)
+        return bce(logits, 1.0) + options.r1 / 2 * penalty, penalty.item()
+
     # Step I: E_M*, D_V and E_A, D_I
     with torch.no_grad():
         fake = generate()[2]
-    loss_v = bce(d_video(real), 1.0) + bce(d_video(fake), 0.0)
+    loss_v_real, r1_v = real_loss(d_video, real)
+    loss_v = loss_v_real + bce(d_video(fake), 0.0)
     _step(optimizers["video_d"], loss_v)
-    loss_i = bce(DI(EA(_frames(real, gen, options)[0])), 1.0) + bce(DI(EA(_frames(fake, gen, options)[0])), 0.0)
+    loss_i_real, r1_i = real_loss(lambda x: DI(EA(x)), _frames(real, gen, options)[0])
+    loss_i = loss_i_real + bce(DI(EA(_frames(fake, gen, options)[0])), 0.0)
     _step(optimizers["image_d"], loss_i)
 
     # Step II: F_A, F_M, G
-    fake = generate()[2]
+    _, _, fake, z = generate()
     loss_g = bce(DI(EA(_frames(fake, gen, options)[0])), 1.0) + bce(d_video(fake), 1.0)
-    _step(optimizers["generator"], loss_g)
+    seek = options.mode_seeking > 0 and b >= 2
+    if seek:
+        loss_ms = mode_seeking_loss(fake, z)
+        loss_g_total = loss_g + options.mode_seeking * loss_ms
+    _step(optimizers["generator"], loss_g_total if seek else loss_g)
 
     # Step III: latent reconstruction over E_A, E_M*, G
-    w_a, w_m, fake = generate()
+    w_a, w_m, fake, _ = generate()
     w_a, w_m = w_a.detach(), w_m.detach()
     frames, clips = _frames(fake, gen, options)
     loss_rec_a = (w_a[clips] - EA(frames)).pow(2).sum(dim=1).mean()
     loss_rec_m = (w_m - EM(fake)).pow(2).sum(dim=1).mean() if EM is not None else torch.zeros((), device=dev)
     _step(optimizers["latent_ae"], options.k1 * loss_rec_m + options.k2 * loss_rec_a)
-    return {"d_video": loss_v.item(), "d_image": loss_i.item(), "g_adv": loss_g.item(),
-            "rec_w_a": loss_rec_a.item(), "rec_w_m": loss_rec_m.item()}
+    losses = {"d_video": loss_v.item(), "d_image": loss_i.item(), "g_adv": loss_g.item(),
+              "rec_w_a": loss_rec_a.item(), "rec_w_m": loss_rec_m.item()}
+    if options.r1:
+        losses.update(r1_video=r1_v, r1_image=r1_i)
+    if seek:
+        losses["g_mode_seeking"] = loss_ms.item()
+    return losses
 

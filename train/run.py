@@ -80,10 +80,13 @@ def parse_args(argv=None):
                    help="G3AN with --set d_classifier=true: D_I's classifier also learns the requested classes "
                         "of generated frames (the original AC-GAN; default: real frames only)")
     p.add_argument("--mode-seeking", type=float, default=0.0, metavar="LAMBDA",
-                   help="G3AN: weight of MSGAN's mode-seeking term (Mao et al. 2019; its weight 1) against a "
+                   help="G3AN, AVLAE: weight of MSGAN's mode-seeking term (Mao et al. 2019; its weight 1) against a "
                         "generator that ignores its latents (default 0: off, the paper's recipe)")
     p.add_argument("--k1", type=float, default=1.0, help="AVLAE motion latent reconstruction weight K1")
     p.add_argument("--k2", type=float, default=1.0, help="AVLAE appearance latent reconstruction weight K2")
+    p.add_argument("--r1", type=float, default=0.0,
+                   help="AVLAE: R1 penalty weight γ on real clips and frames for D_V and E_A+D_I (0 = off, the paper; "
+                        "ALAE's stabiliser)")
     p.add_argument("--out", default="runs/run", help="output folder: checkpoint.pt, losses.jsonl, "
                                                       "samples/*.gif, tensorboard/ (default runs/run)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt if it exists")
@@ -236,7 +239,7 @@ def build_training(args, overrides: dict, state: dict | None, procs: Processes) 
         nets = {name: DistributedDataParallel(m) if any(p.requires_grad for p in m.parameters()) else m
                 for name, m in nets.items()}
     options = RecipeOptions(lr=args.lr, betas=(args.beta1, args.beta2), recon=args.recon,
-                            recon_reduction=args.recon_reduction, kl_weight=args.kl_weight, k1=args.k1, k2=args.k2,
+                            recon_reduction=args.recon_reduction, kl_weight=args.kl_weight, k1=args.k1, k2=args.k2, r1=args.r1,
                             adv_weight=args.adv_weight, d_image_frames=args.d_image_frames,
                             mismatched_labels=args.d_mismatched_labels, mode_seeking=args.mode_seeking,
                             classify_fakes=args.d_classify_fakes)
@@ -402,7 +405,7 @@ def main(argv=None):
         print(json.dumps(build_model(args.model, args.preset, **overrides).describe()))
         return
     if args.mode_seeking and not get_family(args.model).mode_seeking:
-        raise SystemExit(f"--mode-seeking is a G3AN training term; {args.model} does not use it")
+        raise SystemExit(f"--mode-seeking is a G3AN and AVLAE training term; {args.model} does not use it")
     procs = start_processes(args)
     dataset, conditional = load_data(args, overrides)
     if args.d_mismatched_labels and not conditional:

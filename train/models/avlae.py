@@ -18,7 +18,8 @@ Choices where the paper is silent (all switchable in `AVLAEConfig`): spectral no
 discriminator side (E_A, E_M*, D_V convs) as in G3AN; the hidden widths of D_I (128) and D_V
 (512); `use_motion_encoder=False` gives the paper's ablation (iv), a D_V without E_M; E_A in the
 exported encode graph reads frame `encode_frame` (0) where training samples a random frame.
-ALAE's extras (equalised learning rate, R1, β1 = 0, linear latent D) are not implemented.
+ALAE's extras (equalised learning rate, β1 = 0, linear latent D) are not implemented; its R1
+penalty is the training switch `--r1` (train/recipes.py).
 
 `mapping_init` (the paper only says "Initialize network parameters"): 'he' (default) initialises
 F_A and F_M with He-normal weights for their LeakyReLU and zero biases, so w keeps z's scale
