@@ -33,9 +33,11 @@ mapped codes as fixed targets. Each step has its own Adam (the algorithm's three
 The flow estimator inside E_M is never in an optimizer.
 `r1` (0 = off, the paper) adds γ/2 · R1 (Mescheder et al. 2018; ALAE trains with it) to both of step
 I's discriminator losses: the squared norm of the gradient of D_V(x, E_M(x)) with respect to the real
-clip, and of D_I(E_A(x_t)) with respect to the real frame. Measured without it on Moving-MNIST
-(QUALITY.md): the discriminators win outright within ~100 steps and the generator collapses onto
-one clip for every latent; a 4-wide instead of 8-wide discriminator side did not collapse.
+clip, and of D_I(E_A(x_t)) with respect to the real frame. `mode_seeking` works for AVLAE as for
+G3AN (below), on the pairs of step II's batch with z = (z_A, z_M). Measured on Moving-MNIST
+(QUALITY.md, session 14): with the paper's recipe the generator collapses onto one clip for every
+latent within 200–500 steps (with or without the latent reconstruction, the mapping networks or
+E_M); R1 at γ = 1 and 10 did not prevent it, the mode-seeking term did.
 
 A family's training iteration is `step(nets, optimizers, real, onehot, gen, cfg, options)`: the
 networks by name, the optimizers by name (what its `*_optimizers` returned), a batch of real clips
