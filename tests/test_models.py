@@ -341,3 +341,21 @@ def test_spectral_norm_vectors_match_the_initialised_weights():
             estimate = torch.dot(sn._u, w @ sn._v)
             true = torch.linalg.matrix_norm(w, ord=2)
             assert abs(estimate - true) / true < 0.1  # 50 power iterations: ≤ 3 % seen
+
+
+def test_avlae_minibatch_std_lets_its_discriminators_see_a_batch_s_spread():
+    from train.models.layers import count_parameters, minibatch_std
+    h = torch.tensor([[0.0, 2.0], [2.0, 4.0]])
+    assert torch.allclose(minibatch_std(h)[:, 2], torch.tensor([1.0, 1.0]), atol=1e-6)
+    plain, with_std = build_model("avlae", "tiny"), build_model("avlae", "tiny", minibatch_std=True)
+    assert count_parameters(with_std.d_image) == count_parameters(plain.d_image) + 128   # one more input
+    assert count_parameters(with_std.generator) == count_parameters(plain.generator)
+    torch.manual_seed(0)
+    same = torch.randn(1, 128).repeat(4, 1)
+    varied = same + torch.randn(4, 128)
+    d_image = with_std.d_image.eval()
+    # the first row is the same input in both batches: only the batch around it changes its logit
+    with torch.no_grad():
+        alone, among_varied = d_image(same)[0], d_image(torch.cat([same[:1], varied[1:]]))[0]
+        assert not torch.allclose(alone, among_varied)
+        assert torch.allclose(plain.d_image.eval()(same)[0], plain.d_image(torch.cat([same[:1], varied[1:]]))[0])

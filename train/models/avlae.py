@@ -21,6 +21,10 @@ exported encode graph reads frame `encode_frame` (0) where training samples a ra
 ALAE's extras (equalised learning rate, β1 = 0, linear latent D) are not implemented; its R1
 penalty is the training switch `--r1` (train/recipes.py).
 
+`minibatch_std` (off by default: not in the paper) appends ProGAN's minibatch standard deviation
+to D_I's input and to D_V's fully connected input, so both see how varied a batch is: with the
+paper's recipe our Moving-MNIST runs drew one clip for every latent (QUALITY.md, session 14).
+
 `mapping_init` (the paper only says "Initialize network parameters"): 'he' (default) initialises
 F_A and F_M with He-normal weights for their LeakyReLU and zero biases, so w keeps z's scale
 through the 5 layers; 'official' gives them the N(0, 0.02) of the public G3AN code like every
@@ -37,8 +41,8 @@ import torch
 from torch import nn
 
 from .flow import build_flow_estimator
-from .layers import (image_conv_trunk, init_he_leaky, init_official, leaky_mlp, sn, transposed_video_conv,
-                     video_conv_2p1d_trunk)
+from .layers import (image_conv_trunk, init_he_leaky, init_official, leaky_mlp, minibatch_std, sn,
+                     transposed_video_conv, video_conv_2p1d_trunk)
 
 
 MAPPING_INITS = ("he", "official")
@@ -64,6 +68,7 @@ class AVLAEConfig:
     encode_frame: int = 0
     spectral_norm: bool = True
     mapping_init: str = "he"      # 'he' or 'official' (see the module docstring)
+    minibatch_std: bool = False   # D_I and D_V see their batch's feature spread (ProGAN; not in the paper)
 
     def validate(self) -> None:
         if self.resolution not in (64, 128):
@@ -162,12 +167,12 @@ class LatentImageDiscriminator(nn.Module):
 
     def __init__(self, cfg: AVLAEConfig):
         super().__init__()
-        h = cfg.latent_d_hidden
-        self.net = leaky_mlp([cfg.w_dim, h, h, 1])
+        h, self.minibatch_std = cfg.latent_d_hidden, cfg.minibatch_std
+        self.net = leaky_mlp([cfg.w_dim + int(self.minibatch_std), h, h, 1])
         init_official(self)
 
     def forward(self, w: torch.Tensor) -> torch.Tensor:
-        return self.net(w).squeeze(1)
+        return self.net(minibatch_std(w) if self.minibatch_std else w).squeeze(1)
 
 
 class VideoLatentDiscriminator(nn.Module):
@@ -183,15 +188,15 @@ class VideoLatentDiscriminator(nn.Module):
             nn.LeakyReLU(0.2, inplace=True),
         )
         motion = cfg.w_dim if cfg.use_motion_encoder else 0
-        h = cfg.video_d_hidden
-        self.fc = leaky_mlp([ch * 8 * 4 + motion, h, h, 1], spectral=cfg.spectral_norm)
+        h, self.minibatch_std = cfg.video_d_hidden, cfg.minibatch_std
+        self.fc = leaky_mlp([ch * 8 * 4 + motion + int(self.minibatch_std), h, h, 1], spectral=cfg.spectral_norm)
         init_official(self)
 
     def forward(self, video: torch.Tensor, motion_code: torch.Tensor | None = None) -> torch.Tensor:
         h = self.features(video).flatten(1)
         if motion_code is not None:
             h = torch.cat([h, motion_code], dim=1)
-        return self.fc(h).squeeze(1)
+        return self.fc(minibatch_std(h) if self.minibatch_std else h).squeeze(1)
 
 
 def build_avlae_parts(cfg: AVLAEConfig) -> dict[str, nn.Module]:

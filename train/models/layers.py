@@ -244,6 +244,14 @@ def leaky_mlp(dims: list[int], last_activation: bool = False, slope: float = 0.2
     return nn.Sequential(*layers)
 
 
+def minibatch_std(h: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """ProGAN's minibatch standard deviation (Karras et al. 2018, §3): h [B, F] with one column
+    appended, the mean over features of the standard deviation over the batch. A discriminator with
+    it sees how varied a batch is, so a generator that draws one clip for every latent is caught."""
+    std = (h.float().var(dim=0, unbiased=False) + eps).sqrt().mean().to(h.dtype)
+    return torch.cat([h, std.expand(h.shape[0], 1)], dim=1)
+
+
 def conv_lrelu(conv: nn.Module, spectral: bool = True, slope: float = 0.2) -> list[nn.Module]:
     return [sn(conv, spectral), nn.LeakyReLU(slope, inplace=True)]
 
