@@ -472,22 +472,35 @@ def test_r1_penalty_is_the_squared_input_gradient_norm():
         RecipeOptions(r1=-1.0)
 
 
-def test_avlae_r1_reaches_only_the_discriminators_and_is_logged():
-    """One AVLAE step from the same state with r1 = 0 and 10: the discriminators' side (E_A, D_I,
-    D_V) is updated differently and the penalties are logged; with r1 = 0 nothing new is logged."""
+def test_r1_is_refused_for_a_family_that_does_not_use_it(tmp_path):
+    import train.run as run
+    with pytest.raises(SystemExit, match="--r1 is an AVLAE training term"):
+        run.main(["--model", "g3an", "--data", "moving-mnist", "--preset", "tiny", "--steps", "1",
+                  "--r1", "1", "--out", str(tmp_path / "r")])
+
+
+def _one_avlae_step(batch: int, **options):
+    """One AVLAE `tiny` training step from a fixed state: (its losses, the model after it)."""
     from train.families import get_family
     from train.models import build_model
     from train.recipes import RecipeOptions
+    torch.manual_seed(0)
+    model = build_model("avlae", "tiny")
+    nets = dict(model.named_children())
+    recipe = RecipeOptions(**options)
+    optimizers = get_family("avlae").make_optimizers(nets, recipe)
+    real = torch.rand(batch, 3, 16, 64, 64, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    losses = get_family("avlae").train_step(nets, optimizers, real, None, torch.Generator().manual_seed(2),
+                                            model.config, recipe)
+    return losses, model
+
+
+def test_avlae_r1_reaches_only_the_discriminators_and_is_logged():
+    """One AVLAE step from the same state with r1 = 0 and 10: the discriminators' side (E_A, D_I,
+    D_V) is updated differently and the penalties are logged; with r1 = 0 nothing new is logged."""
     results = []
     for r1 in (0.0, 10.0):
-        torch.manual_seed(0)
-        model = build_model("avlae", "tiny")
-        nets = dict(model.named_children())
-        options = RecipeOptions(r1=r1)
-        optimizers = get_family("avlae").make_optimizers(nets, options)
-        real = torch.rand(2, 3, 16, 64, 64, generator=torch.Generator().manual_seed(1)) * 2 - 1
-        losses = get_family("avlae").train_step(nets, optimizers, real, None, torch.Generator().manual_seed(2),
-                                                model.config, options)
+        losses, model = _one_avlae_step(2, r1=r1)
         results.append((losses, [p.detach().clone() for p in model.d_image.parameters()],
                         [p.detach().clone() for p in model.d_video.parameters()]))
     (l0, di0, dv0), (l1, di1, dv1) = results
@@ -499,19 +512,9 @@ def test_avlae_r1_reaches_only_the_discriminators_and_is_logged():
 
 
 def test_avlae_mode_seeking_reaches_the_generator_and_is_logged():
-    from train.families import get_family
-    from train.models import build_model
-    from train.recipes import RecipeOptions
     results = []
     for weight in (0.0, 1.0):
-        torch.manual_seed(0)
-        model = build_model("avlae", "tiny")
-        nets = dict(model.named_children())
-        options = RecipeOptions(mode_seeking=weight)
-        optimizers = get_family("avlae").make_optimizers(nets, options)
-        real = torch.rand(4, 3, 16, 64, 64, generator=torch.Generator().manual_seed(1)) * 2 - 1
-        losses = get_family("avlae").train_step(nets, optimizers, real, None, torch.Generator().manual_seed(2),
-                                                model.config, options)
+        losses, model = _one_avlae_step(4, mode_seeking=weight)
         results.append((losses, [p.detach().clone() for p in model.mapping_a.parameters()]))
     (l0, f0), (l1, f1) = results
     assert "g_mode_seeking" not in l0 and l1["g_mode_seeking"] > 0

@@ -43,6 +43,7 @@ class Family:
     reconstruct_note: str = ""
     conditional: bool = True                       # trains on the data's classes when it has them
     mode_seeking: bool = False                     # its train_step uses RecipeOptions.mode_seeking
+    r1: bool = False                               # its train_step uses RecipeOptions.r1
     can_encode: Callable[[Any], bool] = lambda config: True   # config → whether it has an encoder
 
     def has_encoder(self, config) -> bool:
@@ -110,7 +111,7 @@ register(Family(
              "tiny": {"resolution": 64, "channels": 8, "d_channels": 8, "video_d_hidden": 64}},
     build_parts=avlae.build_avlae_parts,
     make_optimizers=recipes.avlae_optimizers, train_step=recipes.avlae_step,
-    sample=avlae.sample, encode=avlae.encode, decode=avlae.decode, mode_seeking=True,
+    sample=avlae.sample, encode=avlae.encode, decode=avlae.decode, mode_seeking=True, r1=True,
     encode_names=("w_a", "w_m"), decode_names=("w_a", "w_m"),
     # w from the mapping networks, so the decode graph's parity inputs are realistic w
     prior_latents=lambda model, z_a, z_m: {"w_a": model.mapping_a(z_a), "w_m": model.mapping_m(z_m)},

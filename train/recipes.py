@@ -380,10 +380,8 @@ def avlae_step(nets, optimizers, real, onehot, gen, cfg, options) -> dict[str, f
     _, _, fake, z = generate()
     loss_g = bce(DI(EA(_frames(fake, gen, options)[0])), 1.0) + bce(d_video(fake), 1.0)
     seek = options.mode_seeking > 0 and b >= 2
-    if seek:
-        loss_ms = mode_seeking_loss(fake, z)
-        loss_g_total = loss_g + options.mode_seeking * loss_ms
-    _step(optimizers["generator"], loss_g_total if seek else loss_g)
+    loss_ms = mode_seeking_loss(fake, z) if seek else torch.zeros((), device=dev)
+    _step(optimizers["generator"], loss_g + options.mode_seeking * loss_ms)
 
     # Step III: latent reconstruction over E_A, E_M*, G
     w_a, w_m, fake, _ = generate()

@@ -406,6 +406,8 @@ def main(argv=None):
         return
     if args.mode_seeking and not get_family(args.model).mode_seeking:
         raise SystemExit(f"--mode-seeking is a G3AN and AVLAE training term; {args.model} does not use it")
+    if args.r1 and not get_family(args.model).r1:
+        raise SystemExit(f"--r1 is an AVLAE training term; {args.model} does not use it")
     procs = start_processes(args)
     dataset, conditional = load_data(args, overrides)
     if args.d_mismatched_labels and not conditional:
