@@ -94,7 +94,7 @@ def test_torchrun_two_cpu_processes_with_gloo(tmp_path):
 
 def test_eval_every_logs_a_learning_curve_point(tmp_path):
     """--eval-every measures the model on the held-out split (FVD and, for an encoder family, the
-    reconstruction PSNR/SSIM against the baselines) into losses.jsonl, without changing the losses."""
+    reconstruction PSNR/SSIM against the baselines, of held-out clips and of its own samples) into losses.jsonl, without changing the losses."""
     out = tmp_path / "e"
     result = run(["--model", "encgan3", *FAST, *NO_FSA, "--unconditional", "--frame-steps", "1", "--steps", "2",
                   "--eval-every", "2", "--eval-videos", "2", "--out", str(out)],
@@ -107,4 +107,5 @@ def test_eval_every_logs_a_learning_curve_point(tmp_path):
     assert figures["fvd"] > 0 and figures["num_videos"] == 2
     rec = figures["reconstruction"]
     assert rec["clips"] == 2 and set(rec) >= {"reconstruction", "black", "mean_frame", "psnr_margin_db"}
+    assert set(figures["sample_reconstruction"]) == set(rec)  # the model's own samples, same report
     assert [r["step"] for r in logged if "eval" not in r] == [1, 2]

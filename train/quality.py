@@ -13,6 +13,10 @@ For a model trained on data D (its checkpoint records D's spec and frame steps):
                   ignores its label or its motion latent shows it here (G3AN's appearance/motion split).
   reconstruction  models with an encoder: PSNR/SSIM of encode → decode of `recon_clips` held-out
                   clips against the all-black and mean-frame baselines (`train.metrics.reconstruction`).
+  sample_reconstruction  the same for the first `recon_clips` of the model's own generated videos:
+                  whether the encoders invert the generator where its range surely holds the input.
+                  Low here too: the encoders do not invert G; high here only: real clips lie
+                  outside what G draws (or outside what the encoders learnt to read).
   floor           (`--floor`) FVD of D's train split against its held-out split at the same N and
                   steps: what a perfect model would score at this sample size.
   sensitivity     (`--sensitivity`) what FVD charges for one flaw at a time: the floor's train clips
@@ -95,7 +99,9 @@ class QualityProbe:
                 out["digits"] = self.digit_check(videos, torch.cat(labels))
             out["influence"] = latent_influence(model, self.seed, self.device)
             if model.spec.has_encoder(model.config):
-                out["reconstruction"] = self.reconstruction(model)
+                real = torch.cat(list(dataset_batches(self.test, self.recon_clips, self.batch_size)))
+                out["reconstruction"] = self.reconstruction(model, real)
+                out["sample_reconstruction"] = self.reconstruction(model, videos[:self.recon_clips])
         finally:
             model.train(was_training)
         out["seconds"] = round(time.time() - t0, 1)
@@ -112,12 +118,13 @@ class QualityProbe:
         return {"requested_digit_found": round(float(requested_digit_found(probs, labels)), 4),
                 "per_class": per_class}
 
-    def reconstruction(self, model) -> dict:
+    def reconstruction(self, model, clips: torch.Tensor) -> dict:
+        """encode → decode of `clips` [N, 3, T, H, W] in [-1, 1], against the two baselines."""
         from train.metrics.reconstruction import reconstruction_report
-        real = torch.cat(list(dataset_batches(self.test, self.recon_clips, self.batch_size))).to(self.device)
-        recon = torch.cat([model.decode(**model.encode(real[i:i + self.batch_size])).float().clamp(-1, 1).cpu()
-                           for i in range(0, len(real), self.batch_size)])
-        return reconstruction_report(real.cpu(), recon)
+        clips = clips.to(self.device)
+        recon = torch.cat([model.decode(**model.encode(clips[i:i + self.batch_size])).float().clamp(-1, 1).cpu()
+                           for i in range(0, len(clips), self.batch_size)])
+        return reconstruction_report(clips.cpu(), recon)
 
 
 @torch.no_grad()
