@@ -273,9 +273,19 @@ def result_lines(r: dict) -> list[str]:
     return lines
 
 
+def cpu_identity(machine: dict) -> tuple:
+    cpu = machine["cpu"]
+    return tuple(cpu.get(k) for k in ("vendor", "family", "model_number", "isa", "physical_cores"))
+
+
 def render_markdown(results: list[dict]) -> str:
-    lines = [BEGIN_MARK, ""] + machine_lines(results[0]["machine"])
+    """The generated section: each result file after the description of its machine (given again
+    whenever the CPU changes from the previous file's)."""
+    lines, previous = [BEGIN_MARK, ""], None
     for r in results:
+        if cpu_identity(r["machine"]) != previous:
+            lines += machine_lines(r["machine"])
+            previous = cpu_identity(r["machine"])
         lines += result_lines(r)
     lines += [HOW_TO_READ, "", END_MARK]
     return "\n".join(lines) + "\n"

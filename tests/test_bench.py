@@ -99,6 +99,19 @@ def test_result_files_of_serving_bench_still_render():
     assert text.startswith(report.BEGIN_MARK) and "FP32 peak" in text
 
 
+def test_rendered_section_describes_each_machine_where_it_changes():
+    amx = [ROOT / "bench_results" / f for f in ("amx-demo-mnist_g3an.json", "amx-demo-mnist_encgan3.json")]
+    zen3 = ROOT / "bench_results" / "zen3-g3an-paper64-b8.json"
+    if not all(f.exists() for f in (*amx, zen3)):
+        pytest.skip("the committed AMX and Zen 3 result files are not there")
+    load = lambda f: json.loads(f.read_text())  # noqa: E731
+    assert report.render_markdown([load(f) for f in amx]).count("### Machine") == 1
+    text = report.render_markdown([load(amx[0]), load(zen3), load(amx[1])])
+    sections = text.split("### Machine")[1:]
+    assert len(sections) == 3
+    assert ["GenuineIntel" in s for s in sections] == [True, False, True] and "AuthenticAMD" in sections[1]
+
+
 def _imports(folder: Path) -> set[str]:
     found = set()
     for path in folder.rglob("*.py"):

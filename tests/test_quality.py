@@ -520,3 +520,39 @@ def test_avlae_mode_seeking_reaches_the_generator_and_is_logged():
     assert "g_mode_seeking" not in l0 and l1["g_mode_seeking"] > 0
     assert l0["d_video"] == l1["d_video"]            # step I is untouched; only G's loss changes
     assert any(not torch.equal(a, b) for a, b in zip(f0, f1))
+
+
+def test_inversion_finds_clips_the_generator_can_draw_and_not_others(tmp_path, capsys):
+    """--inversion: optimising the inputs of a generator recovers clips in its range (far above the
+    starting latents) and stays at the start for a generator that ignores its inputs; G is frozen."""
+    from types import SimpleNamespace
+    from train.quality import invert_generator, main
+    torch.manual_seed(0)
+    weights = torch.randn(8, 3 * 4 * 16 * 16) * 0.3
+
+    def model_drawing(fn):
+        return SimpleNamespace(spec=SimpleNamespace(has_encoder=lambda config: False), config=None,
+                               num_classes=0, z_a_dim=8, z_m_dim=2, sample=fn)
+    linear = model_drawing(lambda z_a, z_m, onehot: torch.tanh(z_a @ weights).reshape(-1, 3, 4, 16, 16))
+    clips = linear.sample(torch.randn(3, 8), None, None).detach()
+    found = invert_generator(linear, clips, None, steps=300)
+    assert found["reconstruction"]["psnr_db"] > 35 > found["start_psnr_db"] + 10
+
+    constant = model_drawing(lambda z_a, z_m, onehot: torch.zeros(len(z_a), 3, 4, 16, 16) + 0 * z_a.sum())
+    stuck = invert_generator(constant, clips, None, steps=20)
+    assert stuck["reconstruction"]["psnr_db"] == pytest.approx(stuck["start_psnr_db"])
+
+    from train.checkpoint import save_checkpoint
+    from train.data import build_dataset
+    from train.models import build_model
+    encgan3 = build_model("encgan3", "tiny", fsa_after=None)
+    invert_generator(encgan3, torch.rand(1, 3, 16, 64, 64) * 2 - 1, None, steps=1)
+    assert all(p.grad is None for p in encgan3.parameters())
+    data = build_dataset("moving-mnist", split="train", steps=(1,), length=16).describe()
+    save_checkpoint(tmp_path / "e.pt", encgan3, step=1, data=data)
+    assert main([str(tmp_path / "e.pt"), "--inversion", "3", "--inversion-clips", "2",
+                 "--output", str(tmp_path / "i.jsonl")]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["inversion"]["clips"] == 2 and out["inversion"]["steps"] == 3
+    assert out["inversion"]["reconstruction"]["psnr_db"] >= out["inversion"]["start_psnr_db"]
+    assert json.loads((tmp_path / "i.jsonl").read_text()) == out

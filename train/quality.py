@@ -17,6 +17,12 @@ For a model trained on data D (its checkpoint records D's spec and frame steps):
                   whether the encoders invert the generator where its range surely holds the input.
                   Low here too: the encoders do not invert G; high here only: real clips lie
                   outside what G draws (or outside what the encoders learnt to read).
+  inversion       (`--inversion STEPS`) the generator's range on held-out clips: the first
+                  `--inversion-clips` clips reconstructed by optimising the generator's inputs per
+                  clip (G frozen; Adam, squared error) from the encoders' latents (EncGAN3: the
+                  posterior means; AVLAE: w_A, w_M) or from z = 0 with the clip's label (G3AN). An
+                  upper bound for any encoder of this generator (a local optimum, so G's true range
+                  may reach a little further): low here means the generator cannot draw the clips.
   floor           (`--floor`) FVD of D's train split against its held-out split at the same N and
                   steps: what a perfect model would score at this sample size.
   sensitivity     (`--sensitivity`) what FVD charges for one flaw at a time: the floor's train clips
@@ -27,6 +33,7 @@ For a model trained on data D (its checkpoint records D's spec and frame steps):
     python -m train.quality demo_runs/mnist_g3an/checkpoint.pt --num-videos 256
     python -m train.quality demo_runs/mnist_g3an/snapshots/*.pt --num-videos 128 --output curve.jsonl
     python -m train.quality --floor --data moving-mnist --frame-steps 1 --num-videos 256
+    python -m train.quality demo_runs/mnist_encgan3/snapshots/step0002500.pt --inversion 500
     python -m train.quality --sensitivity --data moving-mnist-same-class --num-videos 128 [CHECKPOINT]
     python -m train.quality --curves demo_runs/mnist_g3an demo_runs/mnist_encgan3 --plot curves.png
 """
@@ -149,6 +156,43 @@ def latent_influence(model, seed: int = 0, device: str | torch.device = "cpu", d
     return {name: round(float(np.mean(values)), 2) for name, values in spread.items()}
 
 
+def invert_generator(model, clips: torch.Tensor, labels: torch.Tensor | None, steps: int, lr: float = 0.05) -> dict:
+    """Reconstruct `clips` [N, 3, T, H, W] by optimising the generator's inputs per clip (see the
+    module docstring, `inversion`) → reconstruction_report of the best step per clip, plus the
+    PSNR at the starting latents."""
+    from train.metrics.reconstruction import psnr, reconstruction_report
+    n = len(clips)
+    with torch.no_grad():
+        if model.spec.has_encoder(model.config):
+            start = {k: v for k, v in model.encode(clips).items() if not k.endswith("_logvar")}
+            draw = lambda latents: model.decode(**latents)                              # noqa: E731
+        else:
+            start = {"z_a": torch.zeros(n, model.z_a_dim, device=clips.device),
+                     "z_m": torch.zeros(n, model.z_m_dim, device=clips.device)}
+            onehot = (torch.nn.functional.one_hot(labels.long(), model.num_classes).float().to(clips.device)
+                      if model.num_classes else None)
+            draw = lambda latents: model.sample(latents["z_a"], latents["z_m"], onehot)  # noqa: E731
+    latents = {k: v.detach().clone().requires_grad_(True) for k, v in start.items()}
+    optimizer = torch.optim.Adam(latents.values(), lr=lr)
+    best, best_err, first = None, None, None
+    for step in range(int(steps) + 1):
+        with torch.enable_grad():
+            video = draw(latents).float()
+            err = (video - clips).pow(2).flatten(1).sum(1)                              # per clip
+            grads = torch.autograd.grad(err.sum(), list(latents.values()), allow_unused=True)  # none into G
+        out = video.detach().clamp(-1, 1)
+        if first is None:
+            first, best, best_err = out, out.clone(), err.detach().clone()
+        better = err.detach() < best_err
+        best[better], best_err[better] = out[better], err.detach()[better]
+        if step < steps:
+            for p, g in zip(latents.values(), grads):
+                p.grad = torch.zeros_like(p) if g is None else g
+            optimizer.step()
+    report = reconstruction_report(clips.cpu(), best.cpu())
+    return {"steps": int(steps), "lr": lr, "start_psnr_db": round(float(psnr(clips, first).mean()), 4), **report}
+
+
 def floor(data: dict, num_videos: int, batch_size: int = 8, device: str = "cpu") -> dict:
     """FVD of the train split against the held-out split: a perfect model's score at this N."""
     net = I3DLogits(device=device)
@@ -246,6 +290,21 @@ def evaluate_checkpoint(path: str | Path, num_videos: int, recon_clips: int, see
             **probes[key](model.to(device))}
 
 
+def inversion_of_checkpoint(path: str | Path, steps: int, clips: int, device: str = "cpu") -> dict:
+    """invert_generator on the first `clips` held-out clips of the checkpoint's own data."""
+    from train.checkpoint import load_for_inference
+    model, meta = load_for_inference(path)
+    model.to(device).eval()
+    test = held_out(meta["data"], "test")
+    items = [test[i] for i in range(min(int(clips), len(test)))]
+    real = torch.stack([clip for clip, _ in items]).to(device)
+    labels = torch.tensor([int(label) for _, label in items])
+    t0 = time.time()
+    result = invert_generator(model, real, labels, steps)
+    return {"checkpoint": str(path), "step": meta["step"], "family": meta["family"], "weights": meta["weights"],
+            "inversion": result, "seconds": round(time.time() - t0, 1)}
+
+
 def write_reconstruction_gif(path: str | Path, out: str | Path, clips: int = 4) -> float:
     """Held-out clips (top row) and their encode → decode reconstructions (bottom row) of the
     checkpoint at `path`, as one GIF at `out`; → the mean per-clip PSNR (dB) of those clips."""
@@ -328,6 +387,9 @@ def main(argv=None) -> int:
     p.add_argument("--floor-fvd", type=float, help="with --plot: draw this real-vs-real floor")
     p.add_argument("--reconstruction-gif", metavar="GIF",
                    help="write 4 held-out clips over their reconstructions by the (one) checkpoint into GIF")
+    p.add_argument("--inversion", type=int, metavar="STEPS", default=0,
+                   help="instead of the figures: the generator's range, STEPS of latent optimisation per held-out clip")
+    p.add_argument("--inversion-clips", type=int, default=16, help="with --inversion: held-out clips (default 16)")
     args = p.parse_args(argv)
     keep_freed_memory()
     if args.threads:
@@ -354,6 +416,16 @@ def main(argv=None) -> int:
         if args.output:
             with open(args.output, "a") as f:
                 f.write(json.dumps(result) + "\n")
+        return 0
+    if args.inversion:
+        if not args.checkpoints:
+            p.error("--inversion takes checkpoints")
+        for path in args.checkpoints:
+            result = inversion_of_checkpoint(path, args.inversion, args.inversion_clips, args.device)
+            print(json.dumps(result), flush=True)
+            if args.output:
+                with open(args.output, "a") as f:
+                    f.write(json.dumps(result) + "\n")
         return 0
     if not args.floor and not args.checkpoints:
         p.error("give checkpoints to measure, --floor, --sensitivity or --curves")
