@@ -366,6 +366,14 @@ def plot_curves(runs: list[str], path: str | Path, floor_fvd: float | None = Non
     plt.close(fig)
 
 
+def print_and_append(result: dict, output: str | None) -> None:
+    """One JSON line to stdout, and appended to `output` when given."""
+    print(json.dumps(result), flush=True)
+    if output:
+        with open(output, "a") as f:
+            f.write(json.dumps(result) + "\n")
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m train.quality", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -411,21 +419,15 @@ def main(argv=None) -> int:
             p.error("--sensitivity takes at most one checkpoint (whose data set is then measured)")
         checkpoint = args.checkpoints[0] if args.checkpoints else None  # then its own data set is measured
         data = real_data(args.data, args.frame_steps) if checkpoint is None else None
-        result = sensitivity(data, args.num_videos, args.batch_size, args.device, checkpoint, args.seed)
-        print(json.dumps(result), flush=True)
-        if args.output:
-            with open(args.output, "a") as f:
-                f.write(json.dumps(result) + "\n")
+        print_and_append(sensitivity(data, args.num_videos, args.batch_size, args.device, checkpoint, args.seed),
+                         args.output)
         return 0
     if args.inversion:
         if not args.checkpoints:
             p.error("--inversion takes checkpoints")
         for path in args.checkpoints:
-            result = inversion_of_checkpoint(path, args.inversion, args.inversion_clips, args.device)
-            print(json.dumps(result), flush=True)
-            if args.output:
-                with open(args.output, "a") as f:
-                    f.write(json.dumps(result) + "\n")
+            print_and_append(inversion_of_checkpoint(path, args.inversion, args.inversion_clips, args.device),
+                             args.output)
         return 0
     if not args.floor and not args.checkpoints:
         p.error("give checkpoints to measure, --floor, --sensitivity or --curves")
