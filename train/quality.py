@@ -179,16 +179,17 @@ def invert_generator(model, clips: torch.Tensor, labels: torch.Tensor | None, st
         with torch.enable_grad():
             video = draw(latents).float()
             err = (video - clips).pow(2).flatten(1).sum(1)                              # per clip
-            grads = torch.autograd.grad(err.sum(), list(latents.values()), allow_unused=True)  # none into G
         out = video.detach().clamp(-1, 1)
         if first is None:
             first, best, best_err = out, out.clone(), err.detach().clone()
         better = err.detach() < best_err
         best[better], best_err[better] = out[better], err.detach()[better]
-        if step < steps:
-            for p, g in zip(latents.values(), grads):
-                p.grad = torch.zeros_like(p) if g is None else g
-            optimizer.step()
+        if step == steps:
+            break
+        grads = torch.autograd.grad(err.sum(), list(latents.values()), allow_unused=True)  # none into G
+        for p, g in zip(latents.values(), grads):
+            p.grad = torch.zeros_like(p) if g is None else g
+        optimizer.step()
     report = reconstruction_report(clips.cpu(), best.cpu())
     return {"steps": int(steps), "lr": lr, "start_psnr_db": round(float(psnr(clips, first).mean()), 4), **report}
 
